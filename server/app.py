@@ -1,0 +1,114 @@
+"""create_app(settings): wires the edges (routers, WebSocket) to the infrastructure chosen by settings."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from server.accounts.api import router as accounts_router
+from server.cases.api import router as cases_router
+from server.core import migrate
+from server.core.bus import EventBus, InMemoryBus
+from server.core.db import Database
+from server.core.errors import TrinityError
+from server.core.logs import request_context
+from server.core.metrics import Metrics
+from server.ops import router as ops_router
+from server.rooms.api import router as rooms_router
+from server.rooms.hubs import Hubs
+from server.rooms.ws import router as ws_router
+from server.settings import Settings
+
+log = logging.getLogger("trinity")
+WEB_DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
+
+
+def make_bus(settings: Settings) -> EventBus:
+    if settings.redis_url:
+        raise NotImplementedError("the Redis event bus arrives with the scale-out issue; unset TRINITY_REDIS_URL")
+    return InMemoryBus(instance_id=uuid.uuid4().hex[:8])
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auto_migrate:
+            migrate.upgrade(settings.effective_database_url)
+        db = Database(settings)
+        if settings.demo:
+            from server.demo import seed_demo
+
+            with db.session() as session:
+                seed_demo(session)
+        bus = make_bus(settings)
+        await bus.start()
+        metrics = Metrics()
+        app.state.db = db
+        app.state.bus = bus
+        app.state.metrics = metrics
+        app.state.hubs = Hubs(db=db, bus=bus, settings=settings, metrics=metrics)
+        log.info("trinity started", extra={"database": "sqlite" if db.is_sqlite else "postgresql"})
+        try:
+            yield
+        finally:
+            await app.state.hubs.close()
+            await bus.close()
+            db.close()
+
+    app = FastAPI(title="Trinity", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+
+    @app.exception_handler(TrinityError)
+    async def trinity_error(_request: Request, exc: TrinityError) -> JSONResponse:
+        body = {"error": {"code": exc.code, "message": exc.message, **({"details": exc.details} if exc.details else {})}}
+        return JSONResponse(body, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body')}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse({"error": {"code": "invalid", "message": "; ".join(problems)}}, status_code=422)
+
+    @app.middleware("http")
+    async def request_scope(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
+        request_context.set(request_id)
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > settings.max_request_bytes:
+            message = f"request body is {length} bytes, limit {settings.max_request_bytes}"
+            return JSONResponse({"error": {"code": "too_large", "message": message}}, status_code=413)
+        response = await call_next(request)
+        response.headers["x-request-id"] = request_id
+        metrics = getattr(request.app.state, "metrics", None)
+        if metrics is not None:
+            metrics.http_requests.labels(method=request.method, status=str(response.status_code)).inc()
+        return response
+
+    app.include_router(ops_router)
+    app.include_router(accounts_router)
+    app.include_router(cases_router)
+    app.include_router(rooms_router)
+    app.include_router(ws_router)
+    _mount_web(app)
+    return app
+
+
+def _mount_web(app: FastAPI) -> None:
+    """Serve the built web client at / when it exists (make run builds it)."""
+    if not (WEB_DIST / "index.html").exists():
+        return
+    if (WEB_DIST / "assets").exists():
+        app.mount("/assets", StaticFiles(directory=WEB_DIST / "assets"), name="assets")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(WEB_DIST / "index.html")

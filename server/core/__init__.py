@@ -1,0 +1,1 @@
+"""Cross-cutting concerns, one module each: db, auth, audit, bus, jobs, errors, metrics, logs."""

@@ -1,0 +1,62 @@
+"""The event bus: carries a room's messages to every instance that has members of that room.
+
+`InMemoryBus` is the embedded implementation (one process); the Redis implementation of the
+scale-out issue sits behind the same Protocol. Messages are dicts:
+  {"origin": instance id, "kind": "event" | "ephemeral", "frame": JSON text, ...}
+Sequenced events also carry "seq" so a receiver can detect gaps and catch up from the log.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any, Protocol
+
+BusHandler = Callable[[dict[str, Any]], None]
+
+
+class EventBus(Protocol):
+    instance_id: str
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def publish(self, room_id: str, message: dict[str, Any]) -> None: ...
+
+    def subscribe(self, room_id: str, handler: BusHandler) -> None: ...
+
+    def unsubscribe(self, room_id: str, handler: BusHandler) -> None: ...
+
+    def is_ready(self) -> bool: ...
+
+
+class InMemoryBus:
+    """Delivers synchronously, in publish order, to this process's subscribers."""
+
+    def __init__(self, instance_id: str = "local") -> None:
+        self.instance_id = instance_id
+        self._handlers: dict[str, list[BusHandler]] = defaultdict(list)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._handlers.clear()
+
+    async def publish(self, room_id: str, message: dict[str, Any]) -> None:
+        for handler in list(self._handlers.get(room_id, ())):
+            handler(message)
+
+    def subscribe(self, room_id: str, handler: BusHandler) -> None:
+        self._handlers[room_id].append(handler)
+
+    def unsubscribe(self, room_id: str, handler: BusHandler) -> None:
+        handlers = self._handlers.get(room_id)
+        if handlers and handler in handlers:
+            handlers.remove(handler)
+            if not handlers:
+                del self._handlers[room_id]
+
+    def is_ready(self) -> bool:
+        return True

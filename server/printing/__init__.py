@@ -1,0 +1,1 @@
+"""Printing: fleet, preflight, slicing, scheduling (pure; see the printing issue)."""

@@ -1,0 +1,102 @@
+"""One client's connection as the hub sees it: a bounded ordered queue plus coalesced latest-only slots.
+
+Sequenced events and replies must all arrive, in order: they go to the ordered queue, and a client that
+lets it grow past its bound is dropped (it resumes later from its last sequence). Pointer and camera
+updates only matter as their latest value: each key holds one frame, overwritten by newer ones, so a
+slow client gets the latest, never a backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from server.rooms.protocol import CLOSE_SLOW_CONSUMER
+from server.rooms.state import Actor, RoomRole
+
+_ids = itertools.count(1)
+
+
+class Connection:
+    def __init__(
+        self,
+        send_text: Callable[[str], Awaitable[None]],
+        close: Callable[[int, str], Awaitable[None]],
+        *,
+        user_id: str,
+        display_name: str,
+        site_id: str,
+        role: RoomRole,
+        queue_max: int,
+    ) -> None:
+        self.id = next(_ids)
+        self.user_id = user_id
+        self.display_name = display_name
+        self.site_id = site_id
+        self.role = role
+        self._send_text = send_text
+        self._close = close
+        self._queue_max = queue_max
+        self._ordered: deque[str] = deque()
+        self._latest: dict[Any, str] = {}
+        self._wake = asyncio.Event()
+        self.closed = False
+        self.close_reason: tuple[int, str] | None = None
+        self.last_pointer_s = 0.0
+        self.last_camera_s = 0.0
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(self.user_id, self.role)
+
+    def push(self, text: str) -> bool:
+        """Queue an ordered frame; False (and the connection is being dropped) when over the bound."""
+        if self.closed:
+            return False
+        if len(self._ordered) >= self._queue_max:
+            self.drop(CLOSE_SLOW_CONSUMER, "slow consumer: resume from your last sequence")
+            return False
+        self._ordered.append(text)
+        self._wake.set()
+        return True
+
+    def push_latest(self, key: Any, text: str) -> None:
+        if self.closed:
+            return
+        self._latest[key] = text
+        self._wake.set()
+
+    def drop(self, code: int, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = (code, reason)
+            self._wake.set()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._ordered)
+
+    async def run_sender(self) -> None:
+        """Write queued frames to the socket until the connection is dropped or the socket fails."""
+        try:
+            while not self.closed:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._ordered and not self.closed:
+                    await self._send_text(self._ordered.popleft())
+                while self._latest and not self.closed:
+                    key = next(iter(self._latest))
+                    await self._send_text(self._latest.pop(key))
+                    if self._ordered:
+                        break  # ordered frames first, then the rest of the latest slots
+                if self._ordered or self._latest:
+                    self._wake.set()
+        except Exception:
+            self.closed = True
+        if self.close_reason:
+            with contextlib.suppress(Exception):
+                await self._close(*self.close_reason)

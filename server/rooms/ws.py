@@ -1,0 +1,176 @@
+"""The room WebSocket endpoint (docs/protocol.md): authenticate, join the hub, decode and dispatch.
+
+Every frame is checked here for size, rate and shape before it reaches the hub; a bad frame gets a
+typed `error` and the connection stays open, so one broken or hostile client never affects others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketState
+
+from server.core import audit
+from server.core.auth import Principal, authenticate
+from server.core.errors import TrinityError
+from server.core.logs import room_context
+from server.rooms import protocol as p
+from server.rooms import service
+from server.rooms.connection import Connection
+from server.rooms.hub import RoomHub, dumps
+from server.rooms.hubs import Hubs
+from server.rooms.ratelimit import TokenBucket
+from server.rooms.state import RoomRole
+
+router = APIRouter()
+log = logging.getLogger("trinity.ws")
+
+
+def _error(code: p.ErrorCode | str, message: str, op_id: str | None = None) -> str:
+    return dumps(p.OpRejected(p.ErrorCode(code), message).to_frame(op_id))
+
+
+async def _close(websocket: WebSocket, code: int, error: str) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.send_text(error)
+        await websocket.close(code)
+
+
+def _authorize(app: Any, room_id: str, token: str, ip: str | None) -> tuple[Principal, RoomRole]:
+    with app.state.db.session() as db:
+        principal = authenticate(db, app.state.settings, token)
+        room, role = service.require_member(db, room_id, principal)
+        if room.archived_at_ms:
+            role = "observer"  # archived rooms are read-only
+        audit.record(db, "room.join", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="room", target_id=room_id, room_id=room_id, ip=ip, role=role)
+    return principal, role
+
+
+def _audit_leave(app: Any, principal: Principal, room_id: str, ip: str | None) -> None:
+    with app.state.db.session() as db:
+        audit.record(db, "room.leave", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="room", target_id=room_id, room_id=room_id, ip=ip)
+
+
+def _oversized(text: str, limit: int) -> bool:
+    return len(text) > limit or (len(text) * 4 > limit and len(text.encode()) > limit)
+
+
+@router.websocket("/ws/rooms/{room_id}")
+async def room_socket(websocket: WebSocket, room_id: str) -> None:
+    app = websocket.app
+    settings = app.state.settings
+    offered = websocket.scope.get("subprotocols") or []
+    await websocket.accept(subprotocol=p.SUBPROTOCOL if p.SUBPROTOCOL in offered else None)
+    room_context.set(room_id)
+    ip = websocket.client.host if websocket.client else None
+    try:
+        first = await asyncio.wait_for(websocket.receive_text(), settings.ws_auth_timeout_s)
+        hello = orjson.loads(first)
+        if not isinstance(hello, dict) or hello.get("type") != p.HELLO:
+            raise ValueError("the first frame must be hello")
+    except TimeoutError:
+        await _close(websocket, p.CLOSE_AUTH_TIMEOUT, _error("unauthenticated", "no hello within the time limit"))
+        return
+    except Exception:
+        await _close(websocket, p.CLOSE_PROTOCOL, _error("bad_message", "the first frame must be a JSON hello"))
+        return
+    if hello.get("protocol", p.PROTOCOL_VERSION) != p.PROTOCOL_VERSION:
+        await _close(websocket, p.CLOSE_PROTOCOL, _error("protocol_version", f"server speaks protocol {p.PROTOCOL_VERSION}"))
+        return
+    try:
+        principal, role = await app.state.db.run_read(_authorize, app, room_id, str(hello.get("token", "")), ip)
+    except TrinityError as exc:
+        code = p.CLOSE_AUTH_FAILED if exc.status == 401 else p.CLOSE_NOT_FOUND
+        await _close(websocket, code, _error("unauthenticated" if exc.status == 401 else "not_found", exc.message))
+        return
+    hubs: Hubs = app.state.hubs
+    hub = await hubs.get(room_id)
+    conn = Connection(websocket.send_text, websocket.close, user_id=principal.user_id, display_name=principal.display_name, site_id=principal.site_id, role=role, queue_max=settings.ws_send_queue_max)
+    sender = asyncio.create_task(conn.run_sender())
+    resume = hello.get("resume") if isinstance(hello.get("resume"), dict) else None
+    try:
+        if await hub.join(conn, resume):
+            await _receive_loop(websocket, hub, conn, app)
+    finally:
+        hub.leave(conn)
+        if not conn.closed:
+            conn.drop(1000, "bye")
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(sender, 2.0)
+        hubs.release(room_id)
+        await app.state.db.run_read(_audit_leave, app, principal, room_id, ip)
+
+
+async def _receive_loop(websocket: WebSocket, hub: RoomHub, conn: Connection, app: Any) -> None:
+    settings = app.state.settings
+    metrics = app.state.metrics
+    bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst)
+    limit = settings.ws_max_message_bytes
+    while not conn.closed and websocket.client_state == WebSocketState.CONNECTED:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            raw = message.get("bytes") or b""
+            text = raw.decode("utf-8", errors="replace")
+        if _oversized(text, limit):
+            metrics.errors.labels(code="too_large").inc()
+            conn.push(_error("too_large", f"frame exceeds {limit} bytes"))
+            continue
+        if not bucket.take():
+            metrics.errors.labels(code="rate_limited").inc()
+            conn.push(_error("rate_limited", f"more than {settings.ws_rate_per_s:g} frames/s; slow down"))
+            continue
+        try:
+            frame = orjson.loads(text)
+            if not isinstance(frame, dict):
+                raise ValueError
+        except ValueError:
+            metrics.errors.labels(code="bad_message").inc()
+            conn.push(_error("bad_message", "frame is not a JSON object"))
+            continue
+        kind = frame.get("type")
+        metrics.messages_in.labels(type=str(kind)[:20] if kind in _FRAME_TYPES else "other").inc()
+        op_id = frame.get("op_id") if isinstance(frame.get("op_id"), str) else None
+        try:
+            _dispatch(hub, conn, kind, frame, op_id)
+        except p.OpRejected as rejection:
+            metrics.errors.labels(code=str(rejection.code)).inc()
+            conn.push(dumps(rejection.to_frame(op_id)))
+
+
+_FRAME_TYPES = {p.OP, p.POINTER, p.CAMERA, p.PRESENCE, p.PING, p.HELLO}
+
+
+def _dispatch(hub: RoomHub, conn: Connection, kind: Any, frame: dict[str, Any], op_id: str | None) -> None:
+    if kind == p.OP:
+        if op_id is None or not 0 < len(op_id) <= p.MAX_ID_CHARS:
+            raise p.OpRejected(p.ErrorCode.BAD_MESSAGE, f"op needs an op_id string of 1-{p.MAX_ID_CHARS} characters")
+        op_kind = frame.get("kind")
+        if op_kind not in p.OP_KINDS:
+            raise p.OpRejected(p.ErrorCode.UNKNOWN_TYPE, f"unknown op kind {op_kind!r}")
+        payload = frame.get("data", {})
+        if not isinstance(payload, dict):
+            raise p.OpRejected(p.ErrorCode.BAD_MESSAGE, "op data must be an object")
+        hub.submit(conn, op_id, op_kind, payload)
+    elif kind == p.POINTER:
+        hub.pointer(conn, p.pointer_payload(frame))
+    elif kind == p.CAMERA:
+        hub.camera_update(conn, p.camera_payload(frame))
+    elif kind == p.PRESENCE:
+        status = frame.get("status")
+        if status not in ("active", "idle"):
+            raise p.OpRejected(p.ErrorCode.BAD_MESSAGE, "presence status must be active or idle")
+        hub.set_presence(conn, status)
+    elif kind == p.PING:
+        conn.push(dumps({"type": "pong", "t": frame.get("t")}))
+    elif kind == p.HELLO:
+        raise p.OpRejected(p.ErrorCode.BAD_MESSAGE, "already joined")
+    else:
+        raise p.OpRejected(p.ErrorCode.UNKNOWN_TYPE, f"unknown frame type {kind!r}")

@@ -1,0 +1,75 @@
+"""All of Trinity's settings in one place, read from TRINITY_* environment variables.
+
+Built once by `create_app` or the CLI, never at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRINITY_", env_file=None, extra="ignore")
+
+    environment: str = Field("development", description="development | production")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    data_dir: Path = Path("var")
+    database_url: str = ""  # empty: SQLite file under data_dir
+    redis_url: str = ""  # empty: in-process event bus
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    sqlite_synchronous: str = "FULL"  # FULL survives power loss; NORMAL only a process crash
+    auto_migrate: bool = True  # apply migrations at start-up (embedded installs)
+    demo: bool = False  # seed a demo site, users and room at start-up
+
+    # Auth
+    secret_key: str = DEV_SECRET
+    access_token_ttl_s: int = 15 * 60
+    refresh_token_ttl_s: int = 14 * 24 * 3600
+    invite_ttl_max_s: int = 14 * 24 * 3600
+
+    # HTTP limits
+    max_request_bytes: int = 1 * 1024 * 1024
+
+    # Room WebSocket limits
+    ws_max_message_bytes: int = 64 * 1024
+    ws_rate_per_s: float = 60.0  # sustained messages per connection
+    ws_rate_burst: int = 120
+    ws_send_queue_max: int = 1000  # ordered messages waiting for a slow client before it is dropped
+    ws_auth_timeout_s: float = 10.0
+    ws_idle_after_s: float = 60.0
+    room_max_online: int = 50
+    room_resume_max_ops: int = 5000  # beyond this a resuming client gets a fresh snapshot
+    pointer_max_hz: float = 20.0
+    camera_max_hz: float = 30.0
+    presenter_grace_s: float = 15.0  # a disconnected presenter keeps the role this long
+    annotation_max_bytes: int = 16 * 1024
+    chat_max_chars: int = 4000
+
+    # Jobs
+    job_workers: int = 2
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _refuse_dev_secret_in_production(self) -> Settings:
+        if self.environment == "production" and self.secret_key == DEV_SECRET:
+            raise ValueError("TRINITY_SECRET_KEY must be set in production")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'trinity.db').as_posix()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.effective_database_url.startswith("sqlite")

@@ -1,0 +1,11 @@
+"""Imports every table so that SQLModel.metadata (migrations, tests) sees the whole schema."""
+
+from sqlmodel import SQLModel
+
+from server.accounts import models as accounts_models
+from server.cases import models as cases_models
+from server.core import audit
+from server.rooms import models as rooms_models
+
+metadata = SQLModel.metadata
+__all__ = ["accounts_models", "audit", "cases_models", "metadata", "rooms_models"]
