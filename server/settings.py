@@ -41,7 +41,9 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = 64 * 1024
     ws_rate_per_s: float = 60.0  # sustained messages per connection
     ws_rate_burst: int = 120
-    ws_send_queue_max: int = 1000  # ordered messages waiting for a slow client before it is dropped
+    ws_send_queue_max: int = 10_000  # ordered frames waiting for one client before it is dropped
+    ws_send_stall_s: float = 10.0  # a client that takes no frame for this long while some wait is dropped
+    ws_per_message_deflate: bool = False  # compression costs CPU per frame per client; frames are small
     ws_auth_timeout_s: float = 10.0
     ws_idle_after_s: float = 60.0
     room_max_online: int = 50

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel
 
 from server.core.db import now_ms
@@ -22,8 +23,8 @@ class Site(SQLModel, table=True):
     __tablename__ = "sites"
     id: str = Field(primary_key=True, max_length=64)
     name: str = Field(max_length=200)
-    storage_quota_bytes: int | None = None
-    created_at_ms: int = Field(default_factory=now_ms)
+    storage_quota_bytes: int | None = Field(default=None, sa_type=BigInteger)
+    created_at_ms: int = Field(default_factory=now_ms, sa_type=BigInteger)
 
 
 class User(SQLModel, table=True):
@@ -36,7 +37,7 @@ class User(SQLModel, table=True):
     role: str = Field(max_length=32)
     password_hash: str = Field(max_length=200)
     active: bool = True
-    created_at_ms: int = Field(default_factory=now_ms)
+    created_at_ms: int = Field(default_factory=now_ms, sa_type=BigInteger)
 
 
 class AuthSession(SQLModel, table=True):
@@ -46,9 +47,9 @@ class AuthSession(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=64)
     user_id: str = Field(foreign_key="users.id", index=True, max_length=64)
     refresh_hash: str = Field(index=True, max_length=128)
-    expires_at_ms: int
-    revoked_at_ms: int | None = None
-    created_at_ms: int = Field(default_factory=now_ms)
+    expires_at_ms: int = Field(sa_type=BigInteger)
+    revoked_at_ms: int | None = Field(default=None, sa_type=BigInteger)
+    created_at_ms: int = Field(default_factory=now_ms, sa_type=BigInteger)
     ip: str | None = Field(default=None, max_length=64)
 
 
@@ -62,6 +63,6 @@ class ApiKey(SQLModel, table=True):
     role: str = Field(default="technician", max_length=32)
     key_hash: str = Field(max_length=128)
     created_by: str = Field(foreign_key="users.id", max_length=64)
-    created_at_ms: int = Field(default_factory=now_ms)
-    last_used_at_ms: int | None = None
-    revoked_at_ms: int | None = None
+    created_at_ms: int = Field(default_factory=now_ms, sa_type=BigInteger)
+    last_used_at_ms: int | None = Field(default=None, sa_type=BigInteger)
+    revoked_at_ms: int | None = Field(default=None, sa_type=BigInteger)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import BigInteger
 from sqlmodel import Field, SQLModel
 
 from server.core.db import now_ms
@@ -14,7 +15,7 @@ class Case(SQLModel, table=True):
     label: str = Field(max_length=200)  # de-identified, e.g. "MAND-2026-014"
     description: str = Field(default="", max_length=2000)
     created_by: str = Field(foreign_key="users.id", max_length=64)
-    created_at_ms: int = Field(default_factory=now_ms)
+    created_at_ms: int = Field(default_factory=now_ms, sa_type=BigInteger)
 
 
 class CaseIdentity(SQLModel, table=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, BigInteger, Column
 from sqlmodel import Field, Session, SQLModel
 
 from server.core.db import now_ms
@@ -13,7 +13,7 @@ from server.core.db import now_ms
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_events"
     id: int | None = Field(default=None, primary_key=True)
-    ts_ms: int = Field(default_factory=now_ms, index=True)
+    ts_ms: int = Field(default_factory=now_ms, sa_type=BigInteger, index=True)
     actor_id: str | None = Field(default=None, index=True, max_length=64)
     actor_site_id: str | None = Field(default=None, max_length=64)
     action: str = Field(index=True, max_length=64)  # e.g. room.join, case.open, auth.login

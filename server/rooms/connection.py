@@ -1,7 +1,9 @@
 """One client's connection as the hub sees it: a bounded ordered queue plus coalesced latest-only slots.
 
-Sequenced events and replies must all arrive, in order: they go to the ordered queue, and a client that
-lets it grow past its bound is dropped (it resumes later from its last sequence). Pointer and camera
+Sequenced events and replies must all arrive, in order: they go to the ordered queue. A client that
+takes nothing from it for `stall_s` while frames wait, or lets it grow past `queue_max`, is dropped and
+resumes later from its last sequence. Judging by progress rather than by length alone lets a healthy
+client absorb a burst (a batch of events fans out at once) while a dead one is found quickly. Pointer and camera
 updates only matter as their latest value: each key holds one frame, overwritten by newer ones, so a
 slow client gets the latest, never a backlog.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -32,6 +35,8 @@ class Connection:
         site_id: str,
         role: RoomRole,
         queue_max: int,
+        stall_s: float = 10.0,
+        on_slow: Callable[[], None] | None = None,
     ) -> None:
         self.id = next(_ids)
         self.user_id = user_id
@@ -41,6 +46,9 @@ class Connection:
         self._send_text = send_text
         self._close = close
         self._queue_max = queue_max
+        self._stall_s = stall_s
+        self._on_slow = on_slow
+        self._progress_s = time.monotonic()
         self._ordered: deque[str] = deque()
         self._latest: dict[Any, str] = {}
         self._wake = asyncio.Event()
@@ -57,9 +65,14 @@ class Connection:
         """Queue an ordered frame; False (and the connection is being dropped) when over the bound."""
         if self.closed:
             return False
-        if len(self._ordered) >= self._queue_max:
-            self.drop(CLOSE_SLOW_CONSUMER, "slow consumer: resume from your last sequence")
-            return False
+        if self._ordered:
+            if len(self._ordered) >= self._queue_max or time.monotonic() - self._progress_s > self._stall_s:
+                self.drop(CLOSE_SLOW_CONSUMER, "slow consumer: resume from your last sequence")
+                if self._on_slow:
+                    self._on_slow()
+                return False
+        else:
+            self._progress_s = time.monotonic()
         self._ordered.append(text)
         self._wake.set()
         return True
@@ -87,7 +100,9 @@ class Connection:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._ordered and not self.closed:
-                    await self._send_text(self._ordered.popleft())
+                    await self._send_text(self._ordered[0])
+                    self._ordered.popleft()
+                    self._progress_s = time.monotonic()
                 while self._latest and not self.closed:
                     key = next(iter(self._latest))
                     await self._send_text(self._latest.pop(key))

@@ -18,8 +18,8 @@ class Room(SQLModel, table=True):
     owner_id: str = Field(foreign_key="users.id", max_length=64)
     epoch: str = Field(max_length=32)  # changes when history is lost; clients then resync
     last_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
-    created_at_ms: int = Field(default_factory=now_ms)
-    archived_at_ms: int | None = None
+    created_at_ms: int = Field(default_factory=now_ms, sa_type=BigInteger)
+    archived_at_ms: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class RoomMember(SQLModel, table=True):
@@ -28,7 +28,7 @@ class RoomMember(SQLModel, table=True):
     user_id: str = Field(foreign_key="users.id", primary_key=True, index=True, max_length=64)
     role: str = Field(max_length=20)  # owner | participant | observer
     via_invite: str | None = Field(default=None, max_length=64)
-    created_at_ms: int = Field(default_factory=now_ms)
+    created_at_ms: int = Field(default_factory=now_ms, sa_type=BigInteger)
 
 
 class RoomInvite(SQLModel, table=True):
@@ -37,12 +37,12 @@ class RoomInvite(SQLModel, table=True):
     room_id: str = Field(foreign_key="rooms.id", index=True, max_length=64)
     token_hash: str = Field(unique=True, max_length=128)
     role: str = Field(max_length=20)  # participant | observer
-    expires_at_ms: int
+    expires_at_ms: int = Field(sa_type=BigInteger)
     max_uses: int = 1
     uses: int = 0
     created_by: str = Field(foreign_key="users.id", max_length=64)
-    created_at_ms: int = Field(default_factory=now_ms)
-    revoked_at_ms: int | None = None
+    created_at_ms: int = Field(default_factory=now_ms, sa_type=BigInteger)
+    revoked_at_ms: int | None = Field(default=None, sa_type=BigInteger)
 
 
 class RoomEvent(SQLModel, table=True):

@@ -289,13 +289,24 @@ def _evolve_annotation(state: RoomState, event: dict[str, Any]) -> None:
     if data.get("undo"):
         state.undo[user].pop()
         _push(state.redo, user, entry)
+        _rebase(state.undo.get(user, []), annotation_id, version)
     elif data.get("redo"):
         state.redo[user].pop()
         _push(state.undo, user, entry)
+        _rebase(state.redo.get(user, []), annotation_id, version)
     else:
         _push(state.undo, user, entry)
         state.redo.pop(user, None)
     _forget_for_others(state, annotation_id, user)
+
+
+def _rebase(stack: list[UndoEntry], annotation_id: str, version: int) -> None:
+    """After an undo (redo) the annotation is back in the state its previous undo (redo) entry left
+    it in, only at a newer version: that entry must now expect the newer version."""
+    for entry in reversed(stack):
+        if entry.annotation_id == annotation_id:
+            entry.result_version = version
+            return
 
 
 def _forget_for_others(state: RoomState, annotation_id: str, user: str) -> None:

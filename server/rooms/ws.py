@@ -90,7 +90,7 @@ async def room_socket(websocket: WebSocket, room_id: str) -> None:
         return
     hubs: Hubs = app.state.hubs
     hub = await hubs.get(room_id)
-    conn = Connection(websocket.send_text, websocket.close, user_id=principal.user_id, display_name=principal.display_name, site_id=principal.site_id, role=role, queue_max=settings.ws_send_queue_max)
+    conn = Connection(websocket.send_text, websocket.close, user_id=principal.user_id, display_name=principal.display_name, site_id=principal.site_id, role=role, queue_max=settings.ws_send_queue_max, stall_s=settings.ws_send_stall_s, on_slow=app.state.metrics.slow_dropped.inc)
     sender = asyncio.create_task(conn.run_sender())
     resume = hello.get("resume") if isinstance(hello.get("resume"), dict) else None
     try:

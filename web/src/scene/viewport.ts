@@ -1,0 +1,207 @@
+/**
+ * The 3D viewport: renderer, camera, orbit controls, lights, label renderer and surface picking.
+ *
+ * World coordinates are the protocol's patient LPS millimetres as they are (+Z superior, so the camera's
+ * up is +Z); nothing is converted on the way to or from the wire.
+ */
+import * as THREE from "three";
+import { OrbitControls } from "three/addons/controls/OrbitControls.js";
+import { CSS2DRenderer } from "three/addons/renderers/CSS2DRenderer.js";
+import type { CameraPose, Vec3 } from "../protocol";
+
+export interface SurfaceHit {
+  point: THREE.Vector3;
+  normal: THREE.Vector3; // world space, facing the camera
+  modelId?: string; // undefined on the placeholder
+}
+
+const DEFAULT_POSE: CameraPose = { position: [0, -320, 140], target: [0, 0, 0], up: [0, 0, 1], fov_deg: 45 };
+const FOLLOW_RATE = 8; // 1/s: the follower closes ~99.97% of the gap to the presenter in one second
+
+export class Viewport {
+  readonly scene = new THREE.Scene();
+  readonly camera: THREE.PerspectiveCamera;
+  readonly controls: OrbitControls;
+  readonly pickables = new THREE.Group(); // models and the placeholder: what tools and pointers hit
+  readonly overlay = new THREE.Group(); // annotations, pointers, previews
+  readonly canvas: HTMLCanvasElement;
+  readonly webgl: boolean;
+  private renderer: THREE.WebGLRenderer | null = null;
+  private labels: CSS2DRenderer;
+  private raycaster = new THREE.Raycaster();
+  private goal: { position: THREE.Vector3; target: THREE.Vector3; fov: number } | null = null;
+  private clock = new THREE.Clock();
+  private frame = 0;
+  private resizeObserver: ResizeObserver;
+  private changeListeners: Array<() => void> = [];
+  private beforeRender: Array<(dt: number) => void> = [];
+  following = false;
+
+  constructor(readonly container: HTMLElement) {
+    this.camera = new THREE.PerspectiveCamera(45, 1, 0.5, 20000);
+    this.camera.up.set(0, 0, 1); // before OrbitControls: it derives its orbit axis from camera.up once
+    this.scene.background = new THREE.Color(0x1b2430);
+    try {
+      this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: false });
+      this.renderer.setPixelRatio(Math.min(window.devicePixelRatio, 2));
+      this.canvas = this.renderer.domElement;
+    } catch (err) {
+      console.error("WebGL unavailable", err);
+      this.canvas = document.createElement("canvas");
+      container.classList.add("no-webgl");
+    }
+    this.webgl = this.renderer !== null;
+    this.canvas.dataset.testid = "viewport-canvas";
+    this.canvas.tabIndex = 0;
+    container.appendChild(this.canvas);
+    this.labels = new CSS2DRenderer();
+    this.labels.domElement.className = "label-layer";
+    container.appendChild(this.labels.domElement);
+
+    this.controls = new OrbitControls(this.camera, this.canvas);
+    this.controls.enableDamping = true;
+    this.controls.dampingFactor = 0.12;
+    this.controls.screenSpacePanning = true;
+    this.controls.addEventListener("change", () => {
+      for (const fn of this.changeListeners) fn();
+    });
+    this.setPose(DEFAULT_POSE);
+
+    this.scene.add(new THREE.HemisphereLight(0xffffff, 0x445566, 1.4));
+    const key = new THREE.DirectionalLight(0xffffff, 1.6);
+    key.position.set(0.4, -1, 0.8);
+    this.camera.add(key); // a headlight keeps the side facing the viewer lit whatever the orbit
+    this.scene.add(this.camera, this.pickables, this.overlay);
+
+    this.resizeObserver = new ResizeObserver(() => this.resize());
+    this.resizeObserver.observe(container);
+    this.resize();
+    this.loop();
+  }
+
+  dispose(): void {
+    cancelAnimationFrame(this.frame);
+    this.resizeObserver.disconnect();
+    this.controls.dispose();
+    this.renderer?.dispose();
+    this.container.replaceChildren();
+  }
+
+  /** Called whenever the view changes (user orbit, damping, programmatic moves). */
+  onViewChange(fn: () => void): void {
+    this.changeListeners.push(fn);
+  }
+
+  onFrame(fn: (dt: number) => void): void {
+    this.beforeRender.push(fn);
+  }
+
+  pose(): CameraPose {
+    const up = this.camera.up;
+    return {
+      position: round3(this.camera.position),
+      target: round3(this.controls.target),
+      up: [up.x, up.y, up.z],
+      fov_deg: this.camera.fov,
+    };
+  }
+
+  setPose(pose: CameraPose): void {
+    this.goal = null;
+    this.camera.position.set(...pose.position);
+    this.controls.target.set(...pose.target);
+    this.camera.fov = pose.fov_deg;
+    this.camera.updateProjectionMatrix();
+    this.controls.update();
+  }
+
+  /** Move smoothly towards a pose (following the presenter). */
+  glideTo(pose: CameraPose): void {
+    this.goal = { position: new THREE.Vector3(...pose.position), target: new THREE.Vector3(...pose.target), fov: pose.fov_deg };
+  }
+
+  /** Frame an object so it fills most of the view, keeping the current viewing direction. */
+  frameObject(object: THREE.Object3D): void {
+    const box = new THREE.Box3().setFromObject(object);
+    if (box.isEmpty()) return;
+    const sphere = box.getBoundingSphere(new THREE.Sphere());
+    const dir = this.camera.position.clone().sub(this.controls.target).normalize();
+    const dist = (sphere.radius / Math.sin(THREE.MathUtils.degToRad(this.camera.fov / 2))) * 1.15;
+    this.controls.target.copy(sphere.center);
+    this.camera.position.copy(sphere.center).addScaledVector(dir, dist);
+    this.controls.update();
+  }
+
+  /** Pick the model surface under a client (screen) position. */
+  pick(clientX: number, clientY: number): SurfaceHit | null {
+    const rect = this.canvas.getBoundingClientRect();
+    if (rect.width === 0 || rect.height === 0) return null;
+    const ndc = new THREE.Vector2(((clientX - rect.left) / rect.width) * 2 - 1, -((clientY - rect.top) / rect.height) * 2 + 1);
+    this.raycaster.setFromCamera(ndc, this.camera);
+    const hits = this.raycaster.intersectObject(this.pickables, true);
+    const hit = hits.find((h) => isVisible(h.object));
+    if (!hit) return null;
+    const normal = hit.face ? hit.face.normal.clone().transformDirection(hit.object.matrixWorld) : this.raycaster.ray.direction.clone().negate();
+    if (normal.dot(this.raycaster.ray.direction) > 0) normal.negate();
+    return { point: hit.point.clone(), normal, modelId: modelIdOf(hit.object) };
+  }
+
+  /** Screen-space vectors of the camera, for gestures that rotate things in the view plane. */
+  cameraAxes(): { right: THREE.Vector3; up: THREE.Vector3 } {
+    const right = new THREE.Vector3().setFromMatrixColumn(this.camera.matrixWorld, 0);
+    const up = new THREE.Vector3().setFromMatrixColumn(this.camera.matrixWorld, 1);
+    return { right, up };
+  }
+
+  private resize(): void {
+    const { clientWidth: w, clientHeight: h } = this.container;
+    if (w === 0 || h === 0) return;
+    this.camera.aspect = w / h;
+    this.camera.updateProjectionMatrix();
+    this.renderer?.setSize(w, h);
+    this.labels.setSize(w, h);
+  }
+
+  private loop = (): void => {
+    this.frame = requestAnimationFrame(this.loop);
+    const dt = Math.min(this.clock.getDelta(), 0.1);
+    if (this.goal) this.stepTowardsGoal(dt);
+    this.controls.update();
+    for (const fn of this.beforeRender) fn(dt);
+    this.renderer?.render(this.scene, this.camera);
+    this.labels.render(this.scene, this.camera);
+  };
+
+  private stepTowardsGoal(dt: number): void {
+    const goal = this.goal!;
+    const alpha = 1 - Math.exp(-FOLLOW_RATE * dt);
+    this.camera.position.lerp(goal.position, alpha);
+    this.controls.target.lerp(goal.target, alpha);
+    this.camera.fov += (goal.fov - this.camera.fov) * alpha;
+    this.camera.updateProjectionMatrix();
+    if (this.camera.position.distanceTo(goal.position) < 0.01 && this.controls.target.distanceTo(goal.target) < 0.01) {
+      this.camera.position.copy(goal.position);
+      this.controls.target.copy(goal.target);
+      this.camera.fov = goal.fov;
+      this.camera.updateProjectionMatrix();
+      this.goal = null;
+    }
+  }
+}
+
+function round3(v: THREE.Vector3): Vec3 {
+  const r = (x: number) => Math.round(x * 1000) / 1000;
+  return [r(v.x), r(v.y), r(v.z)];
+}
+
+function isVisible(object: THREE.Object3D): boolean {
+  for (let o: THREE.Object3D | null = object; o; o = o.parent) if (!o.visible) return false;
+  return true;
+}
+
+function modelIdOf(object: THREE.Object3D): string | undefined {
+  for (let o: THREE.Object3D | null = object; o; o = o.parent) {
+    if (typeof o.userData.modelId === "string") return o.userData.modelId;
+  }
+  return undefined;
+}
