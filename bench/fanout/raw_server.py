@@ -1,5 +1,5 @@
-"""The floor: a bare `websockets` relay. Every text frame a client sends is written, unparsed, to the
-other clients of the same room (the room is the URL path). No auth, no persistence, no queues.
+"""The floor: a bare `websockets` relay. Every text frame a client sends is written, unparsed, to
+the other clients of the same room (the room is the URL path). No auth, no persistence, no queues.
 
     python -m bench.fanout.raw_server --port 8765
 """
@@ -21,17 +21,19 @@ async def serve_forever(host: str, port: int) -> None:
         members.add(ws)
         try:
             async for message in ws:
-                # broadcast() writes to each transport without awaiting: the cheapest relay websockets has.
+                # broadcast() writes to each transport without awaiting: websockets' cheapest relay.
                 broadcast([c for c in members if c is not ws], message)
         finally:
             members.discard(ws)
 
-    stop = asyncio.get_running_loop().create_future()
+    stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
-    async with serve(handler, host, port, max_size=2**20):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    # compression=None: uvicorn (Trinity, python-socketio) does not negotiate permessage-deflate
+    # with these clients either, so all three servers send the same uncompressed frames.
+    async with serve(handler, host, port, max_size=2**20, compression=None):
         print(f"raw websockets relay on {host}:{port}", flush=True)
-        await stop
+        await stop.wait()
 
 
 def main() -> None:

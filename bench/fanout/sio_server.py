@@ -1,5 +1,5 @@
-"""python-socketio relay: an ASGI app under uvicorn (same uvicorn settings as Trinity's `serve`), one
-Socket.IO room per benchmark room, every `m` event re-emitted to the room without the sender.
+"""python-socketio relay: an ASGI app under uvicorn (the uvicorn settings of Trinity's `serve`),
+one Socket.IO room per benchmark room, every `m` event re-emitted to the room minus the sender.
 
     python -m bench.fanout.sio_server --port 8766
 """
@@ -40,9 +40,16 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    # Trinity's `serve` passes log_config=None, access_log=False and leaves loop/ws on "auto" (uvloop and
-    # websockets-sansio here); the same for this server so only the application layer differs.
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False, ws_max_size=16 * 1024 * 1024)
+    # Trinity's `serve` passes access_log=False and leaves loop and ws on "auto" (uvloop and
+    # websockets-sansio here); the same here, so only the application layer differs.
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        ws_max_size=16 * 1024 * 1024,
+    )
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from server.rooms.protocol import PROTOCOL_VERSION, SUBPROTOCOL
+from server.rooms.ratelimit import TokenBucket
 from server.rooms.state import RoomState, evolve
 
 FATAL_CLOSE_CODES = {4001, 4003, 4004, 4009, 4010, 4012}
@@ -82,6 +83,10 @@ class RoomClient:
         self._closed = False
         self._runner: asyncio.Task[None] | None = None
         self._fatal: BaseException | None = None
+        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._bucket = TokenBucket(50.0, 50)  # replaced by the server's announced limits on join
+        self._sent_at: dict[str, float] = {}
+        self.retransmit_s = 5.0
         self._op_counter = itertools.count(1)
         self._op_prefix = uuid.uuid4().hex[:10]
 
@@ -131,12 +136,13 @@ class RoomClient:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._unacked[op_id] = (frame, future)
         if self._joined.is_set():
-            self._send_nowait(frame)
+            self._enqueue(op_id)
         return future
 
     async def send(self, frame: dict[str, Any]) -> None:
-        """Send a raw frame (pointer, camera, presence, ping) if connected; ephemeral frames are not queued."""
-        if self._ws is not None and self._joined.is_set():
+        """Send an ephemeral frame (pointer, camera, presence, ping) if connected and within the rate
+        limit; ephemeral frames are never queued: a newer one supersedes them anyway."""
+        if self._ws is not None and self._joined.is_set() and self._bucket.take():
             with contextlib.suppress(ConnectionClosed):
                 await self._ws.send(orjson.dumps(frame).decode())
 
@@ -197,16 +203,26 @@ class RoomClient:
     def _token_value(self) -> str:
         return self._token() if callable(self._token) else self._token
 
-    def _send_nowait(self, frame: dict[str, Any]) -> None:
-        ws = self._ws
-        if ws is None:
-            return
-        task = asyncio.get_running_loop().create_task(self._safe_send(ws, orjson.dumps(frame).decode()))
-        task.add_done_callback(lambda t: t.exception())
+    def _enqueue(self, op_id: str) -> None:
+        entry = self._unacked.get(op_id)
+        if entry is not None:
+            self._sent_at[op_id] = asyncio.get_running_loop().time()
+            self._outbox.put_nowait(orjson.dumps(entry[0]).decode())
 
-    @staticmethod
-    async def _safe_send(ws: ClientConnection, text: str) -> None:
-        with contextlib.suppress(ConnectionClosed):
+    async def _pace(self, ws: ClientConnection) -> None:
+        """Send queued ops within the server's announced rate, and re-send any op that got neither an
+        ack nor an error in time (e.g. its frame was refused before it could be parsed)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                text = await asyncio.wait_for(self._outbox.get(), 1.0)
+            except TimeoutError:
+                stale = [op_id for op_id, at in self._sent_at.items() if loop.time() - at > self.retransmit_s and op_id in self._unacked]
+                for op_id in stale:
+                    self._enqueue(op_id)
+                continue
+            while not self._bucket.take():
+                await asyncio.sleep(1.0 / max(self._bucket.rate, 1.0))
             await ws.send(text)
 
     async def _run(self) -> None:
@@ -220,8 +236,12 @@ class RoomClient:
                         hello["resume"] = {"epoch": self.epoch, "seq": self.state.seq}
                     await ws.send(orjson.dumps(hello).decode())
                     backoff = 0.05
-                    async for raw in ws:
-                        self._handle(orjson.loads(raw))
+                    pacer = asyncio.create_task(self._pace(ws))
+                    try:
+                        async for raw in ws:
+                            self._handle(orjson.loads(raw))
+                    finally:
+                        pacer.cancel()
             except (ConnectionClosed, OSError, TimeoutError) as exc:
                 code = getattr(getattr(exc, "rcvd", None), "code", None)
                 if code in FATAL_CLOSE_CODES:
@@ -254,10 +274,12 @@ class RoomClient:
             evolve(self.state, frame)
         elif kind == "ack":
             entry = self._unacked.pop(frame["op_id"], None)
+            self._sent_at.pop(frame["op_id"], None)
             if entry and not entry[1].done():
                 entry[1].set_result(frame["seq"])
         elif kind == "error" and frame.get("op_id") in self._unacked:
             _, future = self._unacked.pop(frame["op_id"])
+            self._sent_at.pop(frame["op_id"], None)
             if not future.done():
                 future.set_exception(RoomError(frame))
         elif kind == "welcome":
@@ -282,6 +304,11 @@ class RoomClient:
     def _joined_as(self, frame: dict[str, Any]) -> None:
         self.epoch = frame["epoch"]
         self.me = frame["you"]
+        limits = frame.get("limits") or {}
+        # Stay under the server's limit so a burst of re-sent ops is paced, not refused.
+        rate = float(limits.get("rate_per_s", 50.0)) * 0.8
+        self._bucket = TokenBucket(rate, max(1, int(limits.get("burst", 50)) // 2))
         self._joined.set()
-        for op_frame, _ in list(self._unacked.values()):
-            self._send_nowait(op_frame)  # resend everything never acknowledged; the server de-duplicates
+        self._outbox = asyncio.Queue()
+        for op_id in list(self._unacked):
+            self._enqueue(op_id)  # resend everything never acknowledged; the server de-duplicates

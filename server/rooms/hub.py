@@ -294,12 +294,13 @@ class RoomHub:
             conn.drop(CLOSE_ROOM_FULL, "room full")
             return False
         you = {"user": conn.user_id, "role": conn.role, "color": user_color(conn.user_id), "conn": conn.id}
+        limits = self.client_limits()
         missed = await self._missed_frames(resume)
         if missed is None:
             snapshot = {**self.state.snapshot(), "members": self.members_list(), "presence": self.presence_list(), "camera": self.camera}
-            conn.push(dumps({"type": "welcome", "protocol": PROTOCOL_VERSION, "room": self.room_info, "you": you, "epoch": self.epoch, "seq": self.state.seq, "snapshot": snapshot}))
+            conn.push(dumps({"type": "welcome", "protocol": PROTOCOL_VERSION, "room": self.room_info, "you": you, "epoch": self.epoch, "seq": self.state.seq, "limits": limits, "snapshot": snapshot}))
         else:
-            header = {"type": "resumed", "protocol": PROTOCOL_VERSION, "room": self.room_info, "you": you, "epoch": self.epoch, "from_seq": resume["seq"] if resume else 0, "seq": self.state.seq}
+            header = {"type": "resumed", "protocol": PROTOCOL_VERSION, "room": self.room_info, "you": you, "epoch": self.epoch, "from_seq": resume["seq"] if resume else 0, "seq": self.state.seq, "limits": limits}
             header.update(members=self.members_list(), presence=self.presence_list(), camera=self.camera, presenter=self.state.presenter)
             conn.push(dumps(header))
             for frame in missed:
@@ -311,6 +312,16 @@ class RoomHub:
             self.presence[conn.user_id] = "active"
             self._presence_changed(conn.user_id, "online")
         return True
+
+    def client_limits(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "rate_per_s": s.ws_rate_per_s,
+            "burst": s.ws_rate_burst,
+            "max_message_bytes": s.ws_max_message_bytes,
+            "pointer_max_hz": s.pointer_max_hz,
+            "camera_max_hz": s.camera_max_hz,
+        }
 
     async def _missed_frames(self, resume: dict[str, Any] | None) -> list[str] | None:
         """The frames a resuming client missed, or None when it must take a fresh snapshot."""

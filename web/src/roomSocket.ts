@@ -110,6 +110,7 @@ export class RoomSocket extends Emitter<SocketEvents> {
   /** Queue a sequenced op; it is (re)sent until acknowledged, across reconnects. Resolves with its seq. */
   submitOp(kind: string, data: Record<string, unknown> = {}, opId?: string): Promise<number> {
     const frame: OpFrame = { type: "op", op_id: opId ?? this.newOpId(), kind, data };
+    if (this.closed) return Promise.reject(new OpRefused({ type: "error", code: "closed", message: "not connected to the room" }));
     return new Promise<number>((resolve, reject) => {
       this.unacked.set(frame.op_id, { frame, resolve, reject });
       this.emit("pending", this.unacked.size);

@@ -1,5 +1,6 @@
 /** The annotations list: select, rename, delete (with base_version), undo and redo. */
 import { clear, h } from "../dom";
+import { icon } from "../icons";
 import { KIND_LABEL, rawValue, titleOf, valueText } from "../format";
 import type { Annotation } from "../protocol";
 import type { RoomContext } from "./context";
@@ -17,8 +18,8 @@ export class AnnotationsPanel {
       h(
         "div",
         { class: "panel-actions" },
-        h("button", { class: "btn small", testid: "undo", title: "Undo (Ctrl+Z)", onclick: () => this.undo() }, "↶ Undo"),
-        h("button", { class: "btn small", testid: "redo", title: "Redo (Ctrl+Shift+Z)", onclick: () => this.redo() }, "↷ Redo"),
+        h("button", { class: "btn small", testid: "undo", title: "Undo (Ctrl+Z)", onclick: () => this.undo() }, icon("undo", 15), "Undo"),
+        h("button", { class: "btn small", testid: "redo", title: "Redo (Ctrl+Shift+Z)", onclick: () => this.redo() }, icon("redo", 15), "Redo"),
       ),
       this.list,
     );
@@ -87,8 +88,8 @@ export class AnnotationsPanel {
     );
     if (state.canEdit && !editing) {
       li.append(
-        h("button", { class: "icon-btn", title: "Rename", testid: "annotation-edit", onclick: (e: Event) => this.startEdit(e, a) }, "✎"),
-        h("button", { class: "icon-btn danger", title: "Delete", testid: "annotation-delete", onclick: (e: Event) => this.onDelete(e, a) }, "🗑"),
+        h("button", { class: "icon-btn", title: "Rename", testid: "annotation-edit", onclick: (e: Event) => this.startEdit(e, a) }, icon("edit", 16)),
+        h("button", { class: "icon-btn danger", title: "Delete", testid: "annotation-delete", onclick: (e: Event) => this.onDelete(e, a) }, icon("trash", 16)),
       );
     }
     return li;

@@ -7,11 +7,17 @@ export function inviteButton(roomId: string): HTMLElement {
   const button = h("button", { class: "btn", testid: "invite-button", onclick: () => void open() }, "Invite");
   const wrap = h("div", { class: "popover-wrap" }, button, pop);
 
+  const outside = (e: PointerEvent) => {
+    if (!wrap.contains(e.target as Node)) close();
+  };
+  function close(): void {
+    pop.hidden = true;
+    document.removeEventListener("pointerdown", outside);
+  }
+
   async function open(): Promise<void> {
-    if (!pop.hidden) {
-      pop.hidden = true;
-      return;
-    }
+    if (!pop.hidden) return close();
+    document.addEventListener("pointerdown", outside);
     const role = h("select", { testid: "invite-role" }, h("option", { value: "participant" }, "Participant"), h("option", { value: "observer" }, "Observer"));
     const create = h("button", { class: "btn primary small", testid: "invite-create" }, "Create link");
     const out = h("div", { class: "invite-out" });
@@ -33,9 +39,6 @@ export function inviteButton(roomId: string): HTMLElement {
     pop.hidden = false;
   }
 
-  document.addEventListener("pointerdown", (e) => {
-    if (!wrap.contains(e.target as Node)) pop.hidden = true;
-  });
   return wrap;
 }
 

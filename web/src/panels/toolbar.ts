@@ -1,15 +1,16 @@
 /** The tool strip over the viewport and the hint line that explains the current step. */
 import { clear, h } from "../dom";
+import { icon, type IconName } from "../icons";
 import type { Tool, ToolController } from "../tools";
 
-const BUTTONS: Array<{ tool: Tool; icon: string; name: string; key: string }> = [
-  { tool: "select", icon: "✥", name: "Navigate", key: "Esc" },
-  { tool: "marker", icon: "📍", name: "Marker", key: "M" },
-  { tool: "distance", icon: "📏", name: "Distance", key: "D" },
-  { tool: "angle", icon: "∠", name: "Angle", key: "A" },
-  { tool: "plane", icon: "▱", name: "Cutting plane", key: "P" },
-  { tool: "trajectory", icon: "⊘", name: "Drill trajectory", key: "T" },
-  { tool: "note", icon: "📝", name: "Note", key: "N" },
+const BUTTONS: Array<{ tool: Tool & IconName; name: string; key: string }> = [
+  { tool: "select", name: "Navigate", key: "Esc" },
+  { tool: "marker", name: "Marker", key: "M" },
+  { tool: "distance", name: "Distance", key: "D" },
+  { tool: "angle", name: "Angle", key: "A" },
+  { tool: "plane", name: "Cutting plane", key: "P" },
+  { tool: "trajectory", name: "Trajectory", key: "T" },
+  { tool: "note", name: "Note", key: "N" },
 ];
 
 export class Toolbar {
@@ -22,6 +23,7 @@ export class Toolbar {
   constructor(
     private readonly tools: ToolController,
     private readonly canEdit: () => boolean,
+    private readonly following: () => boolean,
     undo: () => void,
     redo: () => void,
   ) {
@@ -30,16 +32,17 @@ export class Toolbar {
       const btn = h(
         "button",
         { class: "tool-btn", testid: `tool-${b.tool}`, title: `${b.name} (${b.key})`, "aria-pressed": "false", onclick: () => this.pick(b.tool) },
-        h("span", { class: "tool-icon", "aria-hidden": "true" }, b.icon),
+        icon(b.tool),
         h("span", { class: "tool-name" }, b.name),
+        h("kbd", { class: "tool-key" }, b.key),
       );
       this.buttons.set(b.tool, btn);
       this.strip.append(btn);
     }
     this.strip.append(
       h("span", { class: "toolbar-sep" }),
-      h("button", { class: "tool-btn", testid: "toolbar-undo", title: "Undo (Ctrl+Z)", onclick: undo }, h("span", { class: "tool-icon" }, "↶"), h("span", { class: "tool-name" }, "Undo")),
-      h("button", { class: "tool-btn", testid: "toolbar-redo", title: "Redo (Ctrl+Shift+Z)", onclick: redo }, h("span", { class: "tool-icon" }, "↷"), h("span", { class: "tool-name" }, "Redo")),
+      h("button", { class: "tool-btn", testid: "toolbar-undo", title: "Undo (Ctrl+Z)", onclick: undo }, icon("undo"), h("span", { class: "tool-name" }, "Undo")),
+      h("button", { class: "tool-btn", testid: "toolbar-redo", title: "Redo (Ctrl+Shift+Z)", onclick: redo }, icon("redo"), h("span", { class: "tool-name" }, "Redo")),
     );
 
     this.noteInput = h("input", { class: "hint-input", testid: "note-text", placeholder: "Note text", maxlength: 4000 });
@@ -78,7 +81,10 @@ export class Toolbar {
     }
     clear(this.hint);
     const tool = this.tools.tool;
-    this.hint.append(h("span", {}, editable || tool !== "select" ? this.tools.hint() : "You can look around; this room is read-only for you."));
+    let text = this.tools.hint();
+    if (tool === "select" && this.following()) text = "Your view follows the presenter. Tick “Browse freely” to look around on your own.";
+    else if (tool === "select" && !editable) text = "You can look around; this room is read-only for you.";
+    this.hint.append(h("span", {}, text));
     if (tool === "trajectory") this.hint.append(h("label", { class: "hint-field" }, "⌀ mm ", this.diameterInput));
     if (tool === "note") {
       if (this.noteInput.value !== this.tools.noteText) this.noteInput.value = this.tools.noteText;

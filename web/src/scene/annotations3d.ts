@@ -132,6 +132,7 @@ function build(a: Annotation, color: string): THREE.Group {
   const d = a.data;
   const name = titleOf(a);
   const value = valueText(a);
+  const measured = a.label?.trim() ? `${a.label.trim()}: ${value}` : value;
   switch (a.kind) {
     case "marker":
       if (d.point) g.add(dot(d.point, color, 2.4), label(name, d.point, color));
@@ -139,11 +140,11 @@ function build(a: Annotation, color: string): THREE.Group {
     case "distance":
       if (d.a && d.b) {
         const mid = toV(d.a).add(toV(d.b)).multiplyScalar(0.5);
-        g.add(dot(d.a, color), dot(d.b, color), polyline([d.a, d.b], color), label(value, mid, color));
+        g.add(dot(d.a, color), dot(d.b, color), polyline([d.a, d.b], color), label(measured, mid, color));
       }
       break;
     case "angle":
-      if (d.a && d.vertex && d.b) g.add(dot(d.a, color), dot(d.vertex, color), dot(d.b, color), polyline([d.a, d.vertex, d.b], color), label(value, d.vertex, color));
+      if (d.a && d.vertex && d.b) g.add(dot(d.a, color), dot(d.vertex, color), dot(d.b, color), polyline([d.a, d.vertex, d.b], color), label(measured, d.vertex, color));
       break;
     case "plane":
       if (d.point && d.normal) g.add(planeMesh(d.point, d.normal, color), label(name, d.point, color));
@@ -155,7 +156,7 @@ function build(a: Annotation, color: string): THREE.Group {
       }
       break;
     case "note":
-      if (d.point) g.add(dot(d.point, color, 1.6), label(`📝 ${truncate(d.text ?? "", 60)}`, d.point, color, "ann-label note"));
+      if (d.point) g.add(dot(d.point, color, 1.6), label(truncate(d.text ?? "", 60), d.point, color, "ann-label note"));
       break;
   }
   return g;

@@ -119,7 +119,6 @@ function makePlaceholderBone(): THREE.Mesh {
   points[points.length - 1].x = 0;
   const geometry = new THREE.LatheGeometry(points, 64);
   geometry.rotateX(Math.PI / 2); // lathe axis +Y -> +Z (superior)
-  geometry.computeVertexNormals();
   const material = new THREE.MeshStandardMaterial({ color: 0xe8dcc8, roughness: 0.7, metalness: 0.02 });
   const mesh = new THREE.Mesh(geometry, material);
   mesh.name = "placeholder";

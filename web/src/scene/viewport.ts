@@ -30,7 +30,7 @@ export class Viewport {
   private labels: CSS2DRenderer;
   private raycaster = new THREE.Raycaster();
   private goal: { position: THREE.Vector3; target: THREE.Vector3; fov: number } | null = null;
-  private clock = new THREE.Clock();
+  private timer = new THREE.Timer();
   private frame = 0;
   private resizeObserver: ResizeObserver;
   private changeListeners: Array<() => void> = [];
@@ -67,10 +67,17 @@ export class Viewport {
     });
     this.setPose(DEFAULT_POSE);
 
-    this.scene.add(new THREE.HemisphereLight(0xffffff, 0x445566, 1.4));
-    const key = new THREE.DirectionalLight(0xffffff, 1.6);
-    key.position.set(0.4, -1, 0.8);
-    this.camera.add(key); // a headlight keeps the side facing the viewer lit whatever the orbit
+    // Lights ride with the camera (key from the upper left, fill from the right), so whatever side the
+    // user orbits to is lit and shaded the same way.
+    this.scene.add(new THREE.HemisphereLight(0xffffff, 0x3a4656, 0.9));
+    const key = new THREE.DirectionalLight(0xffffff, 2.2);
+    key.position.set(-1, 1.2, 1);
+    const fill = new THREE.DirectionalLight(0xdde8ff, 0.6);
+    fill.position.set(1.2, -0.3, 0.6);
+    for (const light of [key, fill]) {
+      light.target.position.set(0, 0, -1);
+      this.camera.add(light, light.target);
+    }
     this.scene.add(this.camera, this.pickables, this.overlay);
 
     this.resizeObserver = new ResizeObserver(() => this.resize());
@@ -164,7 +171,8 @@ export class Viewport {
 
   private loop = (): void => {
     this.frame = requestAnimationFrame(this.loop);
-    const dt = Math.min(this.clock.getDelta(), 0.1);
+    this.timer.update();
+    const dt = Math.min(this.timer.getDelta(), 0.1);
     if (this.goal) this.stepTowardsGoal(dt);
     this.controls.update();
     for (const fn of this.beforeRender) fn(dt);

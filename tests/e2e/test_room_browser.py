@@ -1,0 +1,362 @@
+"""End-to-end: two users in two Chromium contexts share one room through the built web client.
+
+Needs web/dist (``cd web && npm ci && npm run build``), Debian's Chromium (/usr/bin/chromium, or
+TRINITY_CHROMIUM) and the Python ``playwright`` package; never ``playwright install``. The server
+is a real ``python -m server.cli serve --demo`` subprocess on a free port, data in a tmp dir.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[2]
+DIST = ROOT / "web" / "dist" / "index.html"
+CHROMIUM = os.environ.get("TRINITY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-angle=swiftshader",
+    "--enable-unsafe-swiftshader",
+]
+SURGEON = ("surgeon", "surgeon-demo-pass")
+ENGINEER = ("engineer", "engineer-demo-pass")
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+if not DIST.exists():
+    pytest.skip(
+        "web/dist is not built (cd web && npm ci && npm run build)", allow_module_level=True
+    )
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+
+Page = Any  # playwright.sync_api.Page
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    data = tmp_path_factory.mktemp("trinity-e2e")
+    port = _free_port()
+    env = {**os.environ, "TRINITY_DATA_DIR": str(data), "TRINITY_LOG_LEVEL": "WARNING"}
+    log = (data / "server.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--demo", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {(data / 'server.log').read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not become healthy")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+def _token(base: str, who: tuple[str, str]) -> str:
+    r = httpx.post(f"{base}/api/auth/login", json={"username": who[0], "password": who[1]})
+    r.raise_for_status()
+    return str(r.json()["access_token"])
+
+
+@pytest.fixture
+def room_id(server: str, request: pytest.FixtureRequest) -> str:
+    """A fresh room per test: the surgeon owns it, the engineer joins through an invite link."""
+    owner = {"Authorization": f"Bearer {_token(server, SURGEON)}"}
+    room = httpx.post(
+        f"{server}/api/rooms", json={"title": f"e2e {request.node.name}"}, headers=owner
+    ).json()
+    invite = httpx.post(f"{server}/api/rooms/{room['id']}/invites", json={}, headers=owner).json()
+    guest = {"Authorization": f"Bearer {_token(server, ENGINEER)}"}
+    httpx.post(f"{server}/api/invites/{invite['token']}/accept", headers=guest).raise_for_status()
+    return str(room["id"])
+
+
+@dataclass
+class User:
+    page: Page
+    context: Any
+    errors: list[str]
+
+
+def _open(browser: Any, server: str, who: tuple[str, str], room: str) -> User:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{server}/#/rooms/{room}")  # not logged in: the app sends us to login and back
+    page.fill("[data-testid=login-username]", who[0])
+    page.fill("[data-testid=login-password]", who[1])
+    page.click("[data-testid=login-submit]")
+    _wait_online(page)
+    return User(page, context, errors)
+
+
+def _wait_online(page: Page, timeout: float = 10_000) -> None:
+    page.wait_for_selector("[data-testid=connection-status].online", timeout=timeout)
+
+
+@pytest.fixture
+def pair(browser: Any, server: str, room_id: str) -> Iterator[tuple[User, User]]:
+    a = _open(browser, server, SURGEON, room_id)
+    b = _open(browser, server, ENGINEER, room_id)
+    yield a, b
+    for u in (a, b):
+        assert not u.errors, u.errors
+        u.context.close()
+
+
+def _canvas_point(page: Page, fx: float, fy: float) -> tuple[float, float]:
+    box = page.locator("[data-testid=viewport-canvas]").bounding_box()
+    return box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
+
+
+def _click_surface(page: Page, fx: float, fy: float) -> None:
+    x, y = _canvas_point(page, fx, fy)
+    page.mouse.click(x, y)
+
+
+def _annotation_values(page: Page, kind: str) -> list[str]:
+    return page.locator(
+        f"[data-testid=annotation-item][data-kind={kind}] [data-testid=annotation-value]"
+    ).all_inner_texts()
+
+
+def _pose(page: Page) -> dict[str, Any]:
+    return dict(page.evaluate("window.__trinity.viewport.pose()"))
+
+
+def _distance(p: list[float], q: list[float]) -> float:
+    return math.dist(p, q)
+
+
+def test_marker_and_distance_reach_the_other_user_within_a_second(
+    pair: tuple[User, User],
+) -> None:
+    a, b = pair
+    # The placeholder bone fills the middle of the view, its shaft vertical through the centre.
+    a.page.keyboard.press("m")
+    _click_surface(a.page, 0.5, 0.5)
+    a.page.wait_for_selector("[data-testid=annotation-item][data-kind=marker]", timeout=5000)
+    b.page.wait_for_selector("[data-testid=annotation-item][data-kind=marker]", timeout=1000)
+
+    a.page.keyboard.press("d")
+    _click_surface(a.page, 0.5, 0.35)
+    _click_surface(a.page, 0.5, 0.65)
+    a.page.wait_for_selector("[data-testid=annotation-item][data-kind=distance]", timeout=5000)
+    b.page.wait_for_selector("[data-testid=annotation-item][data-kind=distance]", timeout=1000)
+
+    a_values = _annotation_values(a.page, "distance")
+    b_values = _annotation_values(b.page, "distance")
+    assert len(a_values) == 1
+    assert a_values == b_values
+    assert a_values[0].endswith(" mm")
+    assert float(a_values[0].split()[0]) > 10  # a real span along the shaft
+    raw_a = a.page.get_attribute(
+        "[data-kind=distance] [data-testid=annotation-value]", "data-value"
+    )
+    raw_b = b.page.get_attribute(
+        "[data-kind=distance] [data-testid=annotation-value]", "data-value"
+    )
+    assert raw_a == raw_b
+
+
+def test_followers_camera_follows_the_presenter(pair: tuple[User, User]) -> None:
+    a, b = pair
+    a.page.click("[data-testid=presenter-button]")
+    b.page.wait_for_selector(
+        "[data-testid=presenter-status]:has-text('is presenting')", timeout=3000
+    )
+    before = _pose(b.page)
+
+    # Orbit A's view with a real mouse drag.
+    x, y = _canvas_point(a.page, 0.5, 0.5)
+    a.page.mouse.move(x, y)
+    a.page.mouse.down()
+    for i in range(1, 11):
+        a.page.mouse.move(x + 25 * i, y + 6 * i)
+    a.page.mouse.up()
+    a.page.wait_for_timeout(800)  # damping settles
+    target = _pose(a.page)
+    assert _distance(target["position"], before["position"]) > 20
+
+    b.page.wait_for_function(
+        """([p]) => { const q = window.__trinity.viewport.pose().position;
+                     return Math.hypot(q[0]-p[0], q[1]-p[1], q[2]-p[2]) < 1; }""",
+        arg=[target["position"]],
+        timeout=3000,
+    )
+    # Browsing freely detaches B's camera from the presenter.
+    b.page.check("[data-testid=browse-freely]")
+    assert b.page.evaluate("window.__trinity.cameraSync.following") is False
+
+
+def test_reload_restores_the_room(pair: tuple[User, User]) -> None:
+    a, b = pair
+    a.page.keyboard.press("m")
+    _click_surface(a.page, 0.5, 0.5)
+    a.page.click("[data-testid=tab-chat]")
+    a.page.fill("[data-testid=chat-input]", "before reload")
+    a.page.press("[data-testid=chat-input]", "Enter")
+    a.page.click("[data-testid=presenter-button]")
+    b.page.wait_for_selector("[data-testid=annotation-item][data-kind=marker]", timeout=3000)
+    b.page.wait_for_selector("[data-testid=presenter-badge]", timeout=3000)
+
+    b.page.reload()
+    _wait_online(b.page)
+    assert b.page.locator("[data-testid=annotation-item][data-kind=marker]").count() == 1
+    b.page.click("[data-testid=tab-chat]")
+    assert "before reload" in b.page.locator("[data-testid=chat-message]").all_inner_texts()[-1]
+    assert "is presenting" in b.page.inner_text("[data-testid=presenter-status]")
+    assert b.page.evaluate("window.__trinity.cameraSync.following") is True
+
+
+def test_chat_goes_both_ways(pair: tuple[User, User]) -> None:
+    a, b = pair
+    for u in (a, b):
+        u.page.click("[data-testid=tab-chat]")
+    a.page.fill("[data-testid=chat-input]", "Can you see the fracture line?")
+    a.page.click("[data-testid=chat-send]")
+    b.page.wait_for_selector(
+        "[data-testid=chat-message]:has-text('Can you see the fracture line?')", timeout=2000
+    )
+    b.page.fill("[data-testid=chat-input]", "Yes, 3 mm from the condyle.")
+    b.page.press("[data-testid=chat-input]", "Enter")
+    a.page.wait_for_selector(
+        "[data-testid=chat-message]:has-text('Yes, 3 mm from the condyle.')", timeout=2000
+    )
+    assert a.page.locator("[data-testid=chat-message]").count() == 2
+
+
+def test_dropped_connection_shows_banner_and_catches_up(pair: tuple[User, User]) -> None:
+    a, b = pair
+    for u in (a, b):
+        u.page.click("[data-testid=tab-chat]")
+    banner = b.page.locator("[data-testid=reconnect-banner]")
+    assert banner.is_hidden()
+
+    b.context.set_offline(True)
+    banner.wait_for(state="visible", timeout=5000)
+    # While B is away: A chats and annotates; B writes a message that must be queued, not lost.
+    a.page.fill("[data-testid=chat-input]", "sent while you were away")
+    a.page.press("[data-testid=chat-input]", "Enter")
+    a.page.locator("[data-testid=viewport-canvas]").focus()
+    a.page.keyboard.press("m")
+    _click_surface(a.page, 0.5, 0.5)
+    a.page.wait_for_selector(
+        "[data-testid=annotation-item][data-kind=marker]", state="attached", timeout=3000
+    )
+    b.page.fill("[data-testid=chat-input]", "typed while offline")
+    b.page.press("[data-testid=chat-input]", "Enter")
+    b.page.wait_for_selector("[data-testid=chat-pending]", timeout=1000)
+    assert "will be sent" in banner.inner_text()
+
+    b.context.set_offline(False)
+    banner.wait_for(state="hidden", timeout=10_000)
+    b.page.wait_for_selector(
+        "[data-testid=chat-message]:has-text('sent while you were away')", timeout=3000
+    )
+    b.page.wait_for_selector(
+        "[data-testid=chat-message]:has-text('typed while offline')", timeout=3000
+    )
+    a.page.wait_for_selector(
+        "[data-testid=chat-message]:has-text('typed while offline')", timeout=3000
+    )
+    b.page.click("[data-testid=tab-annotations]")
+    b.page.wait_for_selector("[data-testid=annotation-item][data-kind=marker]", timeout=3000)
+    assert b.page.locator("[data-testid=chat-pending]").count() == 0
+
+    # A socket killed from inside the page (as a network failure would) resumes the same way.
+    seq = b.page.evaluate("window.__trinity.state.seq")
+    b.page.evaluate("window.__trinity.socket.drop()")
+    a.page.fill("[data-testid=chat-input]", "after the drop")
+    a.page.press("[data-testid=chat-input]", "Enter")
+    b.page.click("[data-testid=tab-chat]")
+    b.page.wait_for_selector("[data-testid=chat-message]:has-text('after the drop')", timeout=5000)
+    assert b.page.evaluate("window.__trinity.socket.reconnects") >= 2
+    assert b.page.evaluate("window.__trinity.state.seq") > seq
+
+
+def test_create_room_and_join_with_an_invite_link(browser: Any, server: str) -> None:
+    owner_ctx = browser.new_context(viewport={"width": 1280, "height": 800})
+    guest_ctx = browser.new_context(viewport={"width": 1024, "height": 768})  # tablet landscape
+    try:
+        owner = owner_ctx.new_page()
+        owner.goto(f"{server}/")
+        owner.fill("[data-testid=login-username]", SURGEON[0])
+        owner.fill("[data-testid=login-password]", "wrong")
+        owner.click("[data-testid=login-submit]")
+        owner.wait_for_selector("[data-testid=login-error]:visible")
+        owner.fill("[data-testid=login-password]", SURGEON[1])
+        owner.click("[data-testid=login-submit]")
+        owner.wait_for_selector("[data-testid=room-item]")  # the demo room
+        owner.fill("[data-testid=room-create-title]", "Invite flow")
+        owner.click("[data-testid=room-create]")
+        _wait_online(owner)
+        assert owner.inner_text("[data-testid=room-title]") == "Invite flow"
+        owner.click("[data-testid=invite-button]")
+        owner.click("[data-testid=invite-create]")
+        url = owner.locator("[data-testid=invite-url]").input_value()
+        assert "#/invite/" in url
+
+        guest = guest_ctx.new_page()
+        guest.goto(url)
+        guest.fill("[data-testid=login-username]", ENGINEER[0])
+        guest.fill("[data-testid=login-password]", ENGINEER[1])
+        guest.click("[data-testid=login-submit]")
+        _wait_online(guest)
+        assert guest.inner_text("[data-testid=room-title]") == "Invite flow"
+        owner.wait_for_selector(
+            "[data-testid=presence-item][data-status=active]:has-text('Eli Engineer')", timeout=3000
+        )
+    finally:
+        owner_ctx.close()
+        guest_ctx.close()

@@ -1,0 +1,263 @@
+/** The consultation room: viewport, tools, side panels, wired to the room socket. */
+import type { Object3D } from "three";
+import { accessToken } from "../api";
+import { CameraSync } from "../cameraSync";
+import { h, randomId, toast } from "../dom";
+import { CLOSE_REASONS, type AnnotationData, type AnnotationKind, type EventFrame } from "../protocol";
+import { RoomSocket } from "../roomSocket";
+import { AnnotationLayer } from "../scene/annotations3d";
+import { ModelLayer } from "../scene/models";
+import { PointerLayer } from "../scene/pointers";
+import { Viewport, type SurfaceHit } from "../scene/viewport";
+import { icon } from "../icons";
+import { installShortcuts } from "../shortcuts";
+import { ToolController } from "../tools";
+import { AnnotationsPanel } from "../panels/annotations";
+import { ChatPanel } from "../panels/chat";
+import { makeOp, type RoomContext } from "../panels/context";
+import { inviteButton } from "../panels/invite";
+import { PresencePanel } from "../panels/presence";
+import { PresenterControls } from "../panels/presenter";
+import { JobsPanel, ScenePanel } from "../panels/scene";
+import { SideTabs } from "../panels/tabs";
+import { Toolbar } from "../panels/toolbar";
+import { trackActivity } from "../activity";
+
+const POINTER_INTERVAL_MS = 55; // under the server's 20 Hz per connection
+
+export function mountRoom(root: HTMLElement, roomId: string): () => void {
+  const socket = new RoomSocket(roomId, (force) => accessToken(force));
+  const state = socket.state;
+  const ctx: RoomContext = {
+    socket,
+    state,
+    selected: null,
+    select: (id) => {
+      ctx.selected = id;
+      annotations3d.select(id);
+      annotationsPanel.render();
+    },
+    op: makeOp(socket),
+  };
+
+  // ---- layout -------------------------------------------------------------------------------------
+  const title = h("h1", { class: "room-title", testid: "room-title" }, "Joining…");
+  const statusPill = h("span", { class: "status-pill connecting", testid: "connection-status" }, "connecting");
+  const viewportEl = h("div", { class: "viewport", testid: "viewport" });
+  const banner = h("div", { class: "reconnect-banner", testid: "reconnect-banner", role: "alert", hidden: true });
+  const placeholderBadge = h("div", { class: "placeholder-badge", testid: "placeholder-label" }, "Placeholder model — no imaging yet");
+  const followBadge = h("div", { class: "follow-badge", testid: "follow-badge", hidden: true });
+  const fatal = h("div", { class: "fatal", testid: "room-fatal", hidden: true });
+  const viewportWrap = h("div", { class: "viewport-wrap" }, viewportEl, placeholderBadge, followBadge, banner, fatal);
+  const side = h("aside", { class: "side", testid: "side-panel" });
+  const sideToggle = h("button", { class: "btn ghost side-toggle", testid: "side-toggle", title: "Show or hide the side panel", onclick: () => root.classList.toggle("side-collapsed") }, icon("menu"));
+  const headerRight = h("div", { class: "header-right" });
+  const header = h(
+    "header",
+    { class: "room-header" },
+    h("a", { class: "back", href: "#/rooms", title: "My rooms" }, "‹ Rooms"),
+    title,
+    statusPill,
+    headerRight,
+    sideToggle,
+  );
+  root.replaceChildren(h("div", { class: "room" }, header, h("div", { class: "room-body" }, viewportWrap, side)));
+  root.classList.add("room-root");
+
+  // ---- 3D -----------------------------------------------------------------------------------------
+  const viewport = new Viewport(viewportEl);
+  if (!viewport.webgl) viewportWrap.append(h("div", { class: "no-webgl-msg" }, "3D view unavailable: WebGL is disabled in this browser."));
+  // The first loaded model is framed, unless the view belongs to the presenter.
+  const frameUnlessFollowing = (o: Object3D) => cameraSync.following || viewport.frameObject(o);
+  const models = new ModelLayer(viewport.pickables, frameUnlessFollowing, async () => `Bearer ${await accessToken()}`);
+  viewport.frameObject(models.placeholder);
+  const annotations3d = new AnnotationLayer(viewport.overlay);
+  const pointers = new PointerLayer(viewport.overlay);
+  viewport.onFrame(() => pointers.tick());
+  const cameraSync = new CameraSync(socket, viewport);
+
+  const tools = new ToolController({
+    viewport,
+    create: createAnnotation,
+    color: () => state.you?.color ?? "#ffcc00",
+    canEdit: () => state.canEdit,
+    onChange: () => toolbar.render(),
+    onHover: sendPointer,
+    needNoteText: () => {
+      toast("Type the note text first.", "error");
+      toolbar.focusNote();
+    },
+  });
+
+  // ---- panels -------------------------------------------------------------------------------------
+  const annotationsPanel = new AnnotationsPanel(ctx);
+  const toolbar = new Toolbar(tools, () => state.canEdit, () => cameraSync.following, () => annotationsPanel.undo(), () => annotationsPanel.redo());
+  viewportWrap.append(toolbar.strip, toolbar.hint);
+  const chatPanel = new ChatPanel(ctx);
+  const presencePanel = new PresencePanel(ctx);
+  const scenePanel = new ScenePanel(ctx, models);
+  const presenter = new PresenterControls(ctx, cameraSync);
+  headerRight.append(presenter.el);
+  const tabs = new SideTabs([
+    { id: "annotations", label: "Annotations", el: annotationsPanel.el },
+    { id: "chat", label: "Chat", el: chatPanel.el },
+    { id: "scene", label: "Scene", el: scenePanel.el },
+    { id: "jobs", label: "Jobs", el: new JobsPanel().el },
+  ]);
+  chatPanel.onUnread = () => tabs.markUnread("chat");
+  side.append(presencePanel.el, tabs.el);
+  cameraSync.onFollowChange = () => renderFollow();
+  models.onLoaded = () => {
+    scenePanel.render();
+    placeholderBadge.hidden = !models.showingPlaceholder;
+  };
+
+  function renderAll(): void {
+    title.textContent = state.room?.title || "Untitled room";
+    document.title = `${title.textContent} — Trinity`;
+    if (state.you?.role === "owner" && !headerRight.querySelector("[data-testid=invite-button]")) headerRight.append(inviteButton(roomId));
+    models.sync(state.models.values());
+    placeholderBadge.hidden = !models.showingPlaceholder;
+    syncAnnotations();
+    chatPanel.render();
+    presencePanel.render();
+    scenePanel.render();
+    presenter.render();
+    toolbar.render();
+    renderFollow();
+    root.classList.toggle("read-only", !state.canEdit);
+  }
+
+  function syncAnnotations(): void {
+    if (ctx.selected && !state.annotations.has(ctx.selected)) ctx.selected = null;
+    annotations3d.sync(state.annotations, (a) => a.color ?? state.colorOf(a.author));
+    annotations3d.select(ctx.selected);
+    annotationsPanel.render();
+  }
+
+  function renderFollow(): void {
+    const p = state.presenter;
+    followBadge.hidden = !cameraSync.following;
+    if (p) followBadge.textContent = `Following ${state.nameOf(p)}'s view`;
+    presenter.render();
+    toolbar.render();
+  }
+
+  function renderConnection(): void {
+    const s = socket.status;
+    statusPill.textContent = s === "online" ? "live" : s;
+    statusPill.className = `status-pill ${s}`;
+    const pending = socket.pendingOps;
+    const showBanner = s === "reconnecting" || (s === "connecting" && socket.epoch !== null);
+    banner.hidden = !showBanner;
+    viewportWrap.classList.toggle("with-banner", showBanner);
+    banner.textContent = `Reconnecting…${pending ? ` ${pending} change${pending === 1 ? "" : "s"} will be sent when the connection is back.` : ""}`;
+  }
+
+  // ---- socket events ------------------------------------------------------------------------------
+  socket.on("status", renderConnection);
+  socket.on("pending", renderConnection);
+  socket.on("joined", (kind) => {
+    if (activity.status() === "idle") socket.send({ type: "presence", status: "idle" }); // a new connection starts active
+    renderAll();
+    cameraSync.update(kind === "welcome");
+    renderConnection();
+  });
+  socket.on("event", (e: EventFrame) => {
+    if (e.kind.startsWith("annotation.")) syncAnnotations();
+    else if (e.kind === "chat.message") chatPanel.onEvent(e);
+    else if (e.kind === "presenter.changed") {
+      presencePanel.render();
+      cameraSync.update(false);
+    } else if (e.kind.startsWith("scene.model.")) {
+      models.sync(state.models.values());
+      scenePanel.render();
+      placeholderBadge.hidden = !models.showingPlaceholder;
+    } else if (e.kind === "room.archived") {
+      toast("The room has been archived; it is now read-only.");
+      tools.setTool("select");
+      renderAll();
+    }
+  });
+  socket.on("presence", (p) => {
+    if (p.status === "offline") pointers.remove(p.user);
+    presencePanel.render();
+  });
+  socket.on("pointer", (p) => pointers.set(p.user, p.color, state.nameOf(p.user), p.point));
+  socket.on("error", (e) => console.warn("room error", e));
+  socket.on("fatal", ({ code, reason }) => {
+    if (!state.room) title.textContent = "Room unavailable";
+    presenter.el.hidden = !state.room;
+    fatal.hidden = false;
+    fatal.replaceChildren(
+      h("p", {}, CLOSE_REASONS[code] ?? `Disconnected (${code}${reason ? `: ${reason}` : ""}).`),
+      h("a", { class: "btn primary", href: code === 4001 ? "#/login" : "#/rooms" }, code === 4001 ? "Log in" : "Back to my rooms"),
+    );
+    renderConnection();
+  });
+
+  // ---- outgoing: annotations and pointer ------------------------------------------------------------
+  function createAnnotation(kind: AnnotationKind, data: AnnotationData): void {
+    const id = `a-${randomId(8)}`;
+    const payload: Record<string, unknown> = { id, kind, data };
+    if (state.you?.color) payload.color = state.you.color;
+    void ctx.op("annotation.create", payload).then((seq) => {
+      if (seq !== null && state.annotations.has(id)) ctx.select(id);
+    });
+  }
+
+  let pointerSent = 0;
+  let pointerTimer: number | undefined;
+  let pointerOnModel = false;
+  let latestHit: SurfaceHit | null = null;
+  function sendPointer(hit: SurfaceHit | null): void {
+    latestHit = hit;
+    if (!hit && !pointerOnModel) return;
+    const wait = pointerSent + POINTER_INTERVAL_MS - performance.now();
+    if (wait > 0) {
+      pointerTimer ??= window.setTimeout(() => {
+        pointerTimer = undefined;
+        sendPointer(latestHit);
+      }, wait);
+      return;
+    }
+    pointerSent = performance.now();
+    pointerOnModel = hit !== null;
+    const p = hit?.point;
+    socket.send(p ? { type: "pointer", point: [round(p.x), round(p.y), round(p.z)], ...(hit.modelId ? { model_id: hit.modelId } : {}) } : { type: "pointer", point: null });
+  }
+
+  // ---- keyboard, activity, test hook ----------------------------------------------------------------
+  const removeShortcuts = installShortcuts({
+    tool: (t) => toolbar.pick(t),
+    escape: () => (tools.tool !== "select" && tools.step === 0 ? toolbar.pick("select") : tools.cancel()),
+    undo: () => annotationsPanel.undo(),
+    redo: () => annotationsPanel.redo(),
+    deleteSelected: () => annotationsPanel.deleteSelected(),
+    rename: () => annotationsPanel.editSelected(),
+    focusChat: () => {
+      tabs.show("chat");
+      chatPanel.focus();
+    },
+  });
+  const activity = trackActivity((status) => socket.send({ type: "presence", status }));
+  (window as unknown as { __trinity?: unknown }).__trinity = { socket, state, viewport, tools, cameraSync, pointers };
+
+  renderAll();
+  renderConnection();
+  socket.start();
+
+  return () => {
+    socket.close();
+    removeShortcuts();
+    activity.stop();
+    window.clearTimeout(pointerTimer);
+    viewport.dispose();
+    root.classList.remove("room-root", "side-collapsed", "read-only");
+    delete (window as unknown as { __trinity?: unknown }).__trinity;
+  };
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
