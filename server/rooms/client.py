@@ -203,27 +203,36 @@ class RoomClient:
     def _token_value(self) -> str:
         return self._token() if callable(self._token) else self._token
 
+    def _drop_queued(self) -> None:
+        while not self._outbox.empty():  # in place: the pacer may be waiting on this queue
+            self._outbox.get_nowait()
+
     def _enqueue(self, op_id: str) -> None:
         entry = self._unacked.get(op_id)
-        if entry is not None:
+        if entry is None:
+            self._sent_at.pop(op_id, None)
+        else:
             self._sent_at[op_id] = asyncio.get_running_loop().time()
             self._outbox.put_nowait(orjson.dumps(entry[0]).decode())
 
     async def _pace(self, ws: ClientConnection) -> None:
-        """Send queued ops within the server's announced rate, and re-send any op that got neither an
-        ack nor an error in time (e.g. its frame was refused before it could be parsed)."""
-        loop = asyncio.get_running_loop()
+        """Send queued ops within the server's announced rate."""
+        await self._joined.wait()  # nothing goes out before welcome/resumed re-queued every unacked op
         while True:
-            try:
-                text = await asyncio.wait_for(self._outbox.get(), 1.0)
-            except TimeoutError:
-                stale = [op_id for op_id, at in self._sent_at.items() if loop.time() - at > self.retransmit_s and op_id in self._unacked]
-                for op_id in stale:
-                    self._enqueue(op_id)
-                continue
+            text = await self._outbox.get()  # no wait_for here: a timed-out get() can lose its item
             while not self._bucket.take():
                 await asyncio.sleep(1.0 / max(self._bucket.rate, 1.0))
             await ws.send(text)
+
+    async def _retransmit(self) -> None:
+        """Re-send an op that got neither an ack nor an error in time (e.g. a frame the server
+        refused before it could read its op_id). The server de-duplicates by op_id."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            if self._outbox.empty():
+                for op_id in [o for o, at in self._sent_at.items() if loop.time() - at > self.retransmit_s]:
+                    self._enqueue(op_id)
 
     async def _run(self) -> None:
         backoff = 0.05
@@ -236,12 +245,14 @@ class RoomClient:
                         hello["resume"] = {"epoch": self.epoch, "seq": self.state.seq}
                     await ws.send(orjson.dumps(hello).decode())
                     backoff = 0.05
-                    pacer = asyncio.create_task(self._pace(ws))
+                    self._drop_queued()  # leftovers of the last connection: re-queued, in order, on join
+                    helpers = [asyncio.create_task(self._pace(ws)), asyncio.create_task(self._retransmit())]
                     try:
                         async for raw in ws:
                             self._handle(orjson.loads(raw))
                     finally:
-                        pacer.cancel()
+                        for task in helpers:
+                            task.cancel()
             except (ConnectionClosed, OSError, TimeoutError) as exc:
                 code = getattr(getattr(exc, "rcvd", None), "code", None)
                 if code in FATAL_CLOSE_CODES:
@@ -309,6 +320,7 @@ class RoomClient:
         rate = float(limits.get("rate_per_s", 50.0)) * 0.8
         self._bucket = TokenBucket(rate, max(1, int(limits.get("burst", 50)) // 2))
         self._joined.set()
-        self._outbox = asyncio.Queue()
+        # Everything unacknowledged is queued again, in submission order, so nothing overtakes an earlier op.
+        self._drop_queued()
         for op_id in list(self._unacked):
             self._enqueue(op_id)  # resend everything never acknowledged; the server de-duplicates

@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import playwright.sync_api as playwright_sync
 import pytest
+
+from tests.support.services import missing
 
 pytestmark = pytest.mark.browser
 
@@ -39,14 +42,6 @@ CHROMIUM_ARGS = [
 ]
 SURGEON = ("surgeon", "surgeon-demo-pass")
 ENGINEER = ("engineer", "engineer-demo-pass")
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
-if not DIST.exists():
-    pytest.skip(
-        "web/dist is not built (cd web && npm ci && npm run build)", allow_module_level=True
-    )
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
 
 Page = Any  # playwright.sync_api.Page
 
@@ -95,6 +90,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    if not DIST.exists():
+        missing(
+            "the built web client (web/dist)", "run `make web` (cd web && npm ci && npm run build)"
+        )
+    if not Path(CHROMIUM).exists():
+        missing(
+            f"Chromium at {CHROMIUM}",
+            "apt-get install -y --no-install-recommends chromium (never `playwright install`)",
+        )
     with playwright_sync.sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b

@@ -77,8 +77,8 @@ async def test_malformed_oversized_and_too_fast_frames_get_errors_while_others_a
         assert info.value.code == "invalid_op"
         # Too fast: a burst beyond the bucket is refused frame by frame, not by disconnecting.
         await asyncio.sleep(1.1)
-        for i in range(60):
-            await bad.send({"type": "ping", "t": i})
+        for i in range(60):  # raw: the client library itself would pace these
+            await bad.send_raw(orjson.dumps({"type": "ping", "t": i}))
         limited = await bad.wait_for(lambda f: f["type"] == "error" and f["code"] == "rate_limited")
         assert "frames/s" in limited["message"]
         # Meanwhile the well-behaved client works normally, and the bad one recovers after a pause.

@@ -25,21 +25,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    """A fresh, empty PostgreSQL database for one test; dropped afterwards."""
+def _pg_admin():  # type: ignore[no-untyped-def]
     import psycopg
 
-    name = f"trinity_t_{uuid.uuid4().hex[:12]}"
     try:
-        admin = psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True, connect_timeout=5)
+        return psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        missing("PostgreSQL at 127.0.0.1:5432", f"{exc}. Start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+        missing("PostgreSQL at 127.0.0.1:5432", f"{exc}. Start it: bash .ci/services")
+
+
+@contextmanager
+def postgres_database(template: str | None = None) -> Iterator[str]:
+    """A fresh PostgreSQL database for one test (empty, or a copy of `template`); dropped afterwards."""
+    name = f"trinity_t_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as admin:
+        admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     try:
-        yield f"{base}/{name}"
+        yield f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     finally:
-        with psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as admin:
+        with _pg_admin() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -55,7 +55,8 @@ class World:
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
-    return Settings(database_url=database_url, data_dir=data_dir, log_json=False, **overrides)
+    # Tokens are minted once per session for the seeded template: let them outlive a slow run.
+    return Settings(database_url=database_url, data_dir=data_dir, log_json=False, access_token_ttl_s=6 * 3600, **overrides)
 
 
 def seed_world(settings: Settings, *, b_roles: tuple[str, ...] = ("surgeon", "admin")) -> World:
