@@ -19,8 +19,11 @@ from server.core import migrate
 from server.core.bus import EventBus, InMemoryBus
 from server.core.db import Database
 from server.core.errors import TrinityError
+from server.core.jobs import JobRunner
+from server.core.jobs_local import LocalJobRunner
 from server.core.logs import request_context
 from server.core.metrics import Metrics
+from server.jobs_api import router as jobs_router
 from server.ops import router as ops_router
 from server.rooms.api import router as rooms_router
 from server.rooms.hubs import Hubs
@@ -35,6 +38,10 @@ def make_bus(settings: Settings) -> EventBus:
     if settings.redis_url:
         raise NotImplementedError("the Redis event bus arrives with the scale-out issue; unset TRINITY_REDIS_URL")
     return InMemoryBus(instance_id=uuid.uuid4().hex[:8])
+
+
+def make_job_runner(settings: Settings, db: Database, hubs: Hubs) -> JobRunner:
+    return LocalJobRunner(db=db, publish=hubs.publish, workers=settings.job_workers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,10 +64,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.bus = bus
         app.state.metrics = metrics
         app.state.hubs = Hubs(db=db, bus=bus, settings=settings, metrics=metrics)
+        app.state.jobs = make_job_runner(settings, db, app.state.hubs)
+        await app.state.jobs.start()
         log.info("trinity started", extra={"database": "sqlite" if db.is_sqlite else "postgresql"})
         try:
             yield
         finally:
+            await app.state.jobs.close()
             await app.state.hubs.close()
             await bus.close()
             db.close()
@@ -98,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(cases_router)
     app.include_router(rooms_router)
     app.include_router(ws_router)
+    app.include_router(jobs_router)
     _mount_web(app)
     return app
 

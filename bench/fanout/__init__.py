@@ -546,7 +546,7 @@ def print_table(
             f"  {server:15s} {workload:11s} sent={m.sent:,} expected={m.expected:,} "
             f"received={m.received:,} p90={fmt(p90)}ms max={fmt(top)}ms send-lag p99={fmt(lag)}ms "
             f"reconnects={m.reconnects} cpu: server={_mean(m.server_cpu):.0f} "
-            f"loadgen={loadgen} other={max(m.other_cpu, default=float('nan')):.0f}{notes}"
+            f"loadgen={loadgen} other={max(0.0, max(m.other_cpu, default=0.0)):.0f}{notes}"
         )
     noisy = [f"{s}/{w}" for (s, w), m in measured.items() if max(m.other_cpu, default=0) > 25]
     if noisy:

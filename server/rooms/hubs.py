@@ -9,7 +9,7 @@ from server.core.bus import EventBus
 from server.core.db import Database
 from server.core.metrics import Metrics
 from server.rooms import service
-from server.rooms.hub import MemberInfo, RoomHub
+from server.rooms.hub import MemberInfo, RoomHub, dumps
 from server.settings import Settings
 
 UNLOAD_AFTER_S = 120.0
@@ -24,6 +24,11 @@ class Hubs:
         self._hubs: dict[str, RoomHub] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._unload_tasks: dict[str, asyncio.Task[None]] = {}
+
+    async def publish(self, room_id: str, frame: dict[str, object]) -> None:
+        """An ephemeral frame from the server to everyone in a room, on every instance (e.g. job progress)."""
+        message = {"origin": self.bus.instance_id, "kind": "ephemeral", "frame": dumps(frame), "user": None, "key": None}
+        await self.bus.publish(room_id, message)
 
     def loaded(self, room_id: str) -> RoomHub | None:
         return self._hubs.get(room_id)

@@ -1,0 +1,95 @@
+"""Long work (imaging, mesh, slicing, printing) runs as jobs, behind one small interface.
+
+A job kind is a plain function `fn(params, progress) -> result` registered by name; it runs in a
+worker process, reports progress through `progress(fraction, message)`, and returns a JSON-able
+result. The runner records every state change in the jobs table and publishes it into the job's room
+as an ephemeral `job` frame. `LocalJobRunner` (embedded, `make run`) runs each job in its own process;
+the Celery runner of the scale-out issue implements the same Protocol.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Progress = Callable[[float, str], None]
+JobFunction = Callable[[dict[str, Any], Progress], dict[str, Any]]
+
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    fn: JobFunction
+    user_submittable: bool = False  # may a room member start it directly over REST
+    timeout_s: float = 3600.0
+
+
+REGISTRY: dict[str, JobKind] = {}
+
+
+def job_kind(name: str, *, user_submittable: bool = False, timeout_s: float = 3600.0) -> Callable[[JobFunction], JobFunction]:
+    def register(fn: JobFunction) -> JobFunction:
+        REGISTRY[name] = JobKind(name, fn, user_submittable, timeout_s)
+        return fn
+
+    return register
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    kind: str
+    params: dict[str, Any]
+    submitted_by: str
+    room_id: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass
+class JobView:
+    id: str
+    kind: str
+    state: str  # queued | running | succeeded | failed | cancelled
+    progress: float = 0.0
+    message: str = ""
+    room_id: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    attempts: int = 0
+    timings: dict[str, int] = field(default_factory=dict)
+
+
+class JobRunner(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def submit(self, spec: JobSpec) -> JobView: ...
+
+    async def cancel(self, job_id: str, by: str) -> JobView: ...
+
+    async def get(self, job_id: str) -> JobView: ...
+
+
+class CancelledByUser(Exception):
+    pass
+
+
+@job_kind("selftest.countdown", user_submittable=True, timeout_s=120)
+def countdown(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """A harmless job for checking the pipeline end to end (and the web jobs panel)."""
+    steps = max(1, min(int(params.get("steps", 5)), 100))
+    delay = max(0.0, min(float(params.get("delay_s", 0.2)), 5.0))
+    if params.get("fail_at") is not None and int(params["fail_at"]) < steps:
+        fail_at = int(params["fail_at"])
+    else:
+        fail_at = None
+    for i in range(steps):
+        if fail_at == i:
+            raise ValueError(f"asked to fail at step {i}")
+        time.sleep(delay)
+        progress((i + 1) / steps, f"step {i + 1} of {steps}")
+    return {"steps": steps}
