@@ -80,7 +80,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(TrinityError)
     async def trinity_error(_request: Request, exc: TrinityError) -> JSONResponse:
-        body = {"error": {"code": exc.code, "message": exc.message, **({"details": exc.details} if exc.details else {})}}
+        body = {
+            "error": {"code": exc.code, "message": exc.message, **({"details": exc.details} if exc.details else {})}
+        }
         return JSONResponse(body, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)

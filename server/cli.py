@@ -37,7 +37,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         users = ", ".join(f"{u} / {p}" for u, p, _, _ in DEMO_USERS)
         print(f"Trinity on http://{host}:{port}  demo users: {users}", flush=True)
     # Our own frame limit answers oversized frames with a typed error; uvicorn's cap is only a backstop.
-    uvicorn.run(app, host=host, port=port, ws_max_size=max(16 * 1024 * 1024, settings.ws_max_message_bytes * 4), log_config=None, access_log=False, ws_per_message_deflate=settings.ws_per_message_deflate)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        ws_max_size=max(16 * 1024 * 1024, settings.ws_max_message_bytes * 4),
+        log_config=None,
+        access_log=False,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
+    )
     return 0
 
 
@@ -63,7 +71,15 @@ def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
 
     password = os.environ.get("TRINITY_NEW_USER_PASSWORD") or getpass.getpass("password: ")
     with _session(settings) as db:
-        user = create_user(db, site_id=args.site, username=args.username, password=password, role=args.role, display_name=args.name or "", email=args.email)
+        user = create_user(
+            db,
+            site_id=args.site,
+            username=args.username,
+            password=password,
+            role=args.role,
+            display_name=args.name or "",
+            email=args.email,
+        )
     print(f"user {user.username} ({user.role} at {user.site_id}) created: {user.id}")
     return 0
 

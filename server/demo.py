@@ -26,13 +26,17 @@ def seed_demo(db: Session) -> Room:
     users = {}
     for username, password, role, name in DEMO_USERS:
         user = db.exec(select(User).where(User.username == username)).first()
-        users[username] = user or accounts.create_user(db, site_id=DEMO_SITE, username=username, password=password, role=role, display_name=name)
+        users[username] = user or accounts.create_user(
+            db, site_id=DEMO_SITE, username=username, password=password, role=role, display_name=name
+        )
     room = db.exec(select(Room).where(Room.title == DEMO_ROOM_TITLE, Room.site_id == DEMO_SITE)).first()
     if room:
         return room
     owner = users["surgeon"]
     principal = Principal(owner.id, owner.site_id, owner.role, owner.display_name)
-    case = Case(id="demo-case", site_id=DEMO_SITE, label="DEMO-MAND-001", description="Synthetic demo case", created_by=owner.id)
+    case = Case(
+        id="demo-case", site_id=DEMO_SITE, label="DEMO-MAND-001", description="Synthetic demo case", created_by=owner.id
+    )
     if not db.get(Case, case.id):
         db.add(case)
         db.add(CaseIdentity(case_id=case.id, patient_name="Synthetic^Patient", patient_id="DEMO0001"))

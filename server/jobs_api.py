@@ -41,10 +41,25 @@ async def start_job(room_id: str, body: JobCreate, principal: CurrentPrincipal, 
         kind = REGISTRY.get(body.kind)
         if kind is None or not kind.user_submittable:
             raise Invalid(f"no job kind {body.kind!r} can be started directly")
-        audit.record(db, "job.submit", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="job", target_id=body.kind, room_id=room_id, ip=client_ip(request))
+        audit.record(
+            db,
+            "job.submit",
+            actor_id=principal.user_id,
+            actor_site_id=principal.site_id,
+            target_type="job",
+            target_id=body.kind,
+            room_id=room_id,
+            ip=client_ip(request),
+        )
 
     await _in_db(request, check)
-    spec = JobSpec(kind=body.kind, params=body.params, submitted_by=principal.user_id, room_id=room_id, idempotency_key=body.idempotency_key)
+    spec = JobSpec(
+        kind=body.kind,
+        params=body.params,
+        submitted_by=principal.user_id,
+        room_id=room_id,
+        idempotency_key=body.idempotency_key,
+    )
     return await request.app.state.jobs.submit(spec)  # type: ignore[no-any-return]
 
 
@@ -52,7 +67,12 @@ async def start_job(room_id: str, body: JobCreate, principal: CurrentPrincipal, 
 async def room_jobs(room_id: str, principal: CurrentPrincipal, request: Request) -> list[JobView]:
     def run(db: Session) -> list[JobView]:
         rooms.require_member(db, room_id, principal)
-        records = db.exec(select(JobRecord).where(JobRecord.room_id == room_id).order_by(col(JobRecord.created_at_ms).desc()).limit(200)).all()
+        records = db.exec(
+            select(JobRecord)
+            .where(JobRecord.room_id == room_id)
+            .order_by(col(JobRecord.created_at_ms).desc())
+            .limit(200)
+        ).all()
         return [to_view(r) for r in records]
 
     return await _in_db(request, run)  # type: ignore[no-any-return]
@@ -62,9 +82,9 @@ def _visible_job(db: Session, principal: Any, job_id: str) -> JobRecord:
     record = db.get(JobRecord, job_id)
     if record is None:
         raise NotFound("job not found")
-    if record.submitted_by != principal.user_id:
-        if record.room_id is None or rooms.room_role(db, record.room_id, principal) is None:
-            raise NotFound("job not found")
+    in_room = record.room_id is not None and rooms.room_role(db, record.room_id, principal) is not None
+    if record.submitted_by != principal.user_id and not in_room:
+        raise NotFound("job not found")
     return record
 
 
@@ -80,7 +100,16 @@ async def cancel_job(job_id: str, principal: CurrentPrincipal, request: Request)
         role = rooms.room_role(db, record.room_id, principal) if record.room_id else None
         if record.submitted_by != principal.user_id and role != "owner" and not principal.is_admin:
             raise Forbidden("only who started a job, the room's owners or an admin cancel it")
-        audit.record(db, "job.cancel", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="job", target_id=job_id, room_id=record.room_id, ip=client_ip(request))
+        audit.record(
+            db,
+            "job.cancel",
+            actor_id=principal.user_id,
+            actor_site_id=principal.site_id,
+            target_type="job",
+            target_id=job_id,
+            room_id=record.room_id,
+            ip=client_ip(request),
+        )
 
     await _in_db(request, check)
     return await request.app.state.jobs.cancel(job_id, principal.display_name)  # type: ignore[no-any-return]

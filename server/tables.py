@@ -8,4 +8,4 @@ from server.core import audit, job_store
 from server.rooms import models as rooms_models
 
 metadata = SQLModel.metadata
-__all__ = ["accounts_models", "audit", "job_store", "cases_models", "metadata", "rooms_models"]
+__all__ = ["accounts_models", "audit", "cases_models", "job_store", "metadata", "rooms_models"]

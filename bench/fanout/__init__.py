@@ -151,9 +151,7 @@ def process_cpu(pid: int) -> float:
 class ServerProcess:
     """A server under test, in its own process (and session, so it is stopped by its pid only)."""
 
-    def __init__(
-        self, name: str, cmd: list[str], env: dict[str, str], workdir: Path, port: int
-    ) -> None:
+    def __init__(self, name: str, cmd: list[str], env: dict[str, str], workdir: Path, port: int) -> None:
         self.name = name
         self.port = port
         self.log_path = workdir / f"{name}.log"
@@ -240,9 +238,7 @@ class Worker:
                 break
             if line is None:
                 code = self.proc.wait()
-                raise RuntimeError(
-                    f"load generator exited ({code}) before {prefix}:\n{self.tail()}"
-                )
+                raise RuntimeError(f"load generator exited ({code}) before {prefix}:\n{self.tail()}")
             if line.startswith(prefix):
                 return line[len(prefix) :].strip()
         raise RuntimeError(f"load generator: no {prefix} within {timeout:.0f}s:\n{self.tail()}")
@@ -269,9 +265,7 @@ def seed_trinity(data_dir: Path, secret: str, args: argparse.Namespace) -> Rooms
     from server.rooms import service as rooms
     from server.settings import Settings
 
-    settings = Settings(
-        environment="development", data_dir=data_dir, database_url="", secret_key=secret
-    )
+    settings = Settings(environment="development", data_dir=data_dir, database_url="", secret_key=secret)
     upgrade(settings.effective_database_url)
     db = Database(settings)
     out: Rooms = {}
@@ -291,16 +285,12 @@ def seed_trinity(data_dir: Path, secret: str, args: argparse.Namespace) -> Rooms
             ]
             first = users[0]
             owner = auth.Principal(first.id, first.site_id, first.role, first.display_name)
-            tokens = [
-                auth.login(session, settings, u.username, PASSWORD).access_token for u in users
-            ]
+            tokens = [auth.login(session, settings, u.username, PASSWORD).access_token for u in users]
             for workload in args.workloads:
                 out[workload] = []
                 for r in range(args.rooms):
                     title = f"bench {workload} {r}"
-                    room = rooms.create_room(
-                        session, owner, kind="consultation", title=title, case_id=None
-                    )
+                    room = rooms.create_room(session, owner, kind="consultation", title=title, case_id=None)
                     for user in users[1:]:
                         rooms.add_member(session, owner, room.id, user.id, "participant")
                     out[workload].append({"id": room.id, "clients": args.clients, "tokens": tokens})
@@ -334,9 +324,7 @@ def trinity_env(data_dir: Path, secret: str, args: argparse.Namespace) -> dict[s
     return env
 
 
-def start_servers(
-    args: argparse.Namespace, workdir: Path
-) -> dict[str, tuple[ServerProcess, Rooms]]:
+def start_servers(args: argparse.Namespace, workdir: Path) -> dict[str, tuple[ServerProcess, Rooms]]:
     started: dict[str, tuple[ServerProcess, Rooms]] = {}
     try:
         for name in args.servers:
@@ -353,8 +341,7 @@ def start_servers(
                 cmd = [sys.executable, "-m", f"bench.fanout.{module}", *host]
                 env, ready = child_env(), None
                 rooms = {
-                    w: [{"id": f"{w}-{r}", "clients": args.clients} for r in range(args.rooms)]
-                    for w in args.workloads
+                    w: [{"id": f"{w}-{r}", "clients": args.clients} for r in range(args.rooms)] for w in args.workloads
                 }
             server = ServerProcess(name, cmd, env, workdir, port)
             started[name] = (server, rooms)
@@ -532,9 +519,7 @@ def print_table(
     for key, row in results.items():
         print(key.ljust(width) + "".join(fmt(row[c]).rjust(16) for c in columns))
     print()
-    print(
-        "details (cpu in % of one core during the window; other = processes not in the benchmark)"
-    )
+    print("details (cpu in % of one core during the window; other = processes not in the benchmark)")
     for (server, workload), m in measured.items():
         p90 = _round(Measurement.percentile(m.latencies, 90))
         top = _round(max(m.latencies, default=float("nan")))
@@ -551,11 +536,7 @@ def print_table(
     noisy = [f"{s}/{w}" for (s, w), m in measured.items() if max(m.other_cpu, default=0) > 25]
     if noisy:
         print(f"  WARNING: other processes used > 25% of a core during: {', '.join(noisy)}")
-    lagging = [
-        f"{s}/{w}"
-        for (s, w), m in measured.items()
-        if (Measurement.percentile(m.send_lag, 99) or 0.0) > 10
-    ]
+    lagging = [f"{s}/{w}" for (s, w), m in measured.items() if (Measurement.percentile(m.send_lag, 99) or 0.0) > 10]
     if lagging:
         print(
             "  WARNING: the load generator fell behind its schedule (send-lag p99 > 10 ms) during: "

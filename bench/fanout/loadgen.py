@@ -106,9 +106,7 @@ class TrinityClient:
                 super()._handle(frame)
 
         # queue_max=1: frames are consumed in _handle; RoomClient's frame queue is never read.
-        self.room = StampingRoomClient(
-            config["base_url"], room["id"], room["tokens"][ci], queue_max=1
-        )
+        self.room = StampingRoomClient(config["base_url"], room["id"], room["tokens"][ci], queue_max=1)
 
     def _on_frame(self, now: float, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
@@ -243,9 +241,7 @@ CLIENTS: dict[str, Any] = {
 
 
 # ---- the run -------------------------------------------------------------------------------------
-async def send_loop(
-    client: Any, window: Window, room_sent: list[int], t0: float, rate: float, phase: float
-) -> None:
+async def send_loop(client: Any, window: Window, room_sent: list[int], t0: float, rate: float, phase: float) -> None:
     interval = 1.0 / rate
     k = 0
     while True:
@@ -281,11 +277,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     window = Window()
     rooms = config["rooms"]
     factory = CLIENTS[config["server"]]
-    clients = [
-        (factory(config, room, ci, window), r)
-        for r, room in enumerate(rooms)
-        for ci in range(room["clients"])
-    ]
+    clients = [(factory(config, room, ci, window), r) for r, room in enumerate(rooms) for ci in range(room["clients"])]
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
     async def connect(client: Any) -> None:
@@ -312,9 +304,7 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     room_sent = [[0] for _ in rooms]
     interval = 1.0 / config["rate"]
     senders = [
-        asyncio.create_task(
-            send_loop(c, window, room_sent[r], t0, config["rate"], rng.random() * interval)
-        )
+        asyncio.create_task(send_loop(c, window, room_sent[r], t0, config["rate"], rng.random() * interval))
         for c, r in clients
     ]
     limit = config["warmup_s"] + config["duration_s"] + 60

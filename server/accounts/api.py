@@ -66,7 +66,9 @@ class ApiKeyCreate(BaseModel):
 
 
 def _public(user: User) -> UserPublic:
-    return UserPublic(id=user.id, site_id=user.site_id, username=user.username, display_name=user.display_name, role=user.role)
+    return UserPublic(
+        id=user.id, site_id=user.site_id, username=user.username, display_name=user.display_name, role=user.role
+    )
 
 
 def _tokens(pair: core_auth.TokenPair) -> TokensOut:
@@ -100,7 +102,13 @@ def logout(principal: CurrentPrincipal, request: Request, db: SessionDep) -> Non
 @router.get("/me")
 def me(principal: CurrentPrincipal, db: SessionDep) -> UserPublic:
     if principal.api_key_id:
-        return UserPublic(id=principal.user_id, site_id=principal.site_id, username=principal.user_id, display_name=principal.display_name, role=principal.role)
+        return UserPublic(
+            id=principal.user_id,
+            site_id=principal.site_id,
+            username=principal.user_id,
+            display_name=principal.display_name,
+            role=principal.role,
+        )
     return _public(service.get_user(db, principal.user_id))
 
 
@@ -114,7 +122,14 @@ def create_site(body: SiteCreate, principal: CurrentPrincipal, db: SessionDep) -
     if not principal.is_admin:
         raise Forbidden("only admins create sites")
     site = service.create_site(db, site_id=body.id, name=body.name)
-    audit.record(db, "site.create", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="site", target_id=site.id)
+    audit.record(
+        db,
+        "site.create",
+        actor_id=principal.user_id,
+        actor_site_id=principal.site_id,
+        target_type="site",
+        target_id=site.id,
+    )
     return SitePublic(id=site.id, name=site.name)
 
 
@@ -131,9 +146,22 @@ def create_user(body: UserCreate, principal: CurrentPrincipal, db: SessionDep) -
     if not principal.is_admin or site_id != principal.site_id:
         raise Forbidden("only a site's admins create its users")
     user = service.create_user(
-        db, site_id=site_id, username=body.username, password=body.password, role=body.role, display_name=body.display_name, email=body.email
+        db,
+        site_id=site_id,
+        username=body.username,
+        password=body.password,
+        role=body.role,
+        display_name=body.display_name,
+        email=body.email,
     )
-    audit.record(db, "user.create", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="user", target_id=user.id)
+    audit.record(
+        db,
+        "user.create",
+        actor_id=principal.user_id,
+        actor_site_id=principal.site_id,
+        target_type="user",
+        target_id=user.id,
+    )
     return _public(user)
 
 
@@ -143,8 +171,17 @@ def create_api_key(body: ApiKeyCreate, principal: CurrentPrincipal, db: SessionD
         raise Forbidden("only admins create API keys")
     if body.role not in ("technician", "engineer", "observer"):
         raise Forbidden("machine keys may only act as technician, engineer or observer")
-    key, token = core_auth.create_api_key(db, site_id=principal.site_id, name=body.name, role=body.role, created_by=principal.user_id)
-    audit.record(db, "apikey.create", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="api_key", target_id=key.id)
+    key, token = core_auth.create_api_key(
+        db, site_id=principal.site_id, name=body.name, role=body.role, created_by=principal.user_id
+    )
+    audit.record(
+        db,
+        "apikey.create",
+        actor_id=principal.user_id,
+        actor_site_id=principal.site_id,
+        target_type="api_key",
+        target_id=key.id,
+    )
     return {"id": key.id, "name": key.name, "role": key.role, "token": token}
 
 
@@ -157,4 +194,11 @@ def revoke_api_key(key_id: str, principal: CurrentPrincipal, db: SessionDep) -> 
         raise Forbidden("only admins revoke API keys")
     key.revoked_at_ms = now_ms()
     db.add(key)
-    audit.record(db, "apikey.revoke", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="api_key", target_id=key.id)
+    audit.record(
+        db,
+        "apikey.revoke",
+        actor_id=principal.user_id,
+        actor_site_id=principal.site_id,
+        target_type="api_key",
+        target_id=key.id,
+    )

@@ -47,7 +47,9 @@ def can_view_case(db: Session, principal: Principal, case: Case) -> bool:
     if case.site_id == principal.site_id:
         return True
     shared = db.exec(
-        select(Room.id).join(RoomMember, col(RoomMember.room_id) == col(Room.id)).where(Room.case_id == case.id, RoomMember.user_id == principal.user_id)
+        select(Room.id)
+        .join(RoomMember, col(RoomMember.room_id) == col(Room.id))
+        .where(Room.case_id == case.id, RoomMember.user_id == principal.user_id)
     ).first()
     return shared is not None
 
@@ -56,16 +58,36 @@ def can_view_case(db: Session, principal: Principal, case: Case) -> bool:
 def create_case(body: CaseCreate, principal: CurrentPrincipal, request: Request, db: SessionDep) -> CasePublic:
     if principal.role not in ("surgeon", "engineer", "radiologist", "admin"):
         raise Forbidden("only surgeons, engineers, radiologists and admins open cases")
-    case = Case(id=new_id(), site_id=principal.site_id, label=body.label, description=body.description, created_by=principal.user_id)
+    case = Case(
+        id=new_id(),
+        site_id=principal.site_id,
+        label=body.label,
+        description=body.description,
+        created_by=principal.user_id,
+    )
     db.add(case)
-    db.add(CaseIdentity(case_id=case.id, patient_name=body.patient_name, patient_id=body.patient_id, birth_date=body.birth_date))
-    audit.record(db, "case.create", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="case", target_id=case.id, ip=client_ip(request))
+    db.add(
+        CaseIdentity(
+            case_id=case.id, patient_name=body.patient_name, patient_id=body.patient_id, birth_date=body.birth_date
+        )
+    )
+    audit.record(
+        db,
+        "case.create",
+        actor_id=principal.user_id,
+        actor_site_id=principal.site_id,
+        target_type="case",
+        target_id=case.id,
+        ip=client_ip(request),
+    )
     return _public(case)
 
 
 @router.get("")
 def list_cases(principal: CurrentPrincipal, db: SessionDep) -> list[CasePublic]:
-    cases = db.exec(select(Case).where(Case.site_id == principal.site_id).order_by(col(Case.created_at_ms).desc())).all()
+    cases = db.exec(
+        select(Case).where(Case.site_id == principal.site_id).order_by(col(Case.created_at_ms).desc())
+    ).all()
     return [_public(c) for c in cases]
 
 
@@ -74,7 +96,15 @@ def open_case(case_id: str, principal: CurrentPrincipal, request: Request, db: S
     case = db.get(Case, case_id)
     if not case or not can_view_case(db, principal, case):
         raise NotFound("case not found")
-    audit.record(db, "case.open", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="case", target_id=case.id, ip=client_ip(request))
+    audit.record(
+        db,
+        "case.open",
+        actor_id=principal.user_id,
+        actor_site_id=principal.site_id,
+        target_type="case",
+        target_id=case.id,
+        ip=client_ip(request),
+    )
     return _public(case)
 
 
@@ -86,5 +116,15 @@ def case_identity(case_id: str, principal: CurrentPrincipal, request: Request, d
     if principal.role not in IDENTITY_ROLES:
         raise Forbidden("only the owning site's surgeons, radiologists and admins see the patient's identity")
     identity = db.get(CaseIdentity, case_id) or CaseIdentity(case_id=case_id)
-    audit.record(db, "case.identity_view", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="case", target_id=case.id, ip=client_ip(request))
-    return CaseIdentityOut(patient_name=identity.patient_name, patient_id=identity.patient_id, birth_date=identity.birth_date)
+    audit.record(
+        db,
+        "case.identity_view",
+        actor_id=principal.user_id,
+        actor_site_id=principal.site_id,
+        target_type="case",
+        target_id=case.id,
+        ip=client_ip(request),
+    )
+    return CaseIdentityOut(
+        patient_name=identity.patient_name, patient_id=identity.patient_id, birth_date=identity.birth_date
+    )

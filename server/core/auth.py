@@ -107,7 +107,14 @@ def _open_session(db: Session, settings: Settings, user: User, ip: str | None) -
     )
     db.add(session)
     db.commit()
-    return TokenPair(_access_token(settings, user, session.id), refresh, settings.access_token_ttl_s, session.id, user.id, user.site_id)
+    return TokenPair(
+        _access_token(settings, user, session.id),
+        refresh,
+        settings.access_token_ttl_s,
+        session.id,
+        user.id,
+        user.site_id,
+    )
 
 
 def refresh(db: Session, settings: Settings, refresh_token: str) -> TokenPair:
@@ -145,7 +152,9 @@ def _principal_from_api_key(db: Session, token: str) -> Principal:
     key = db.get(ApiKey, key_id) if key_id else None
     if not key or key.revoked_at_ms or not hmac.compare_digest(key.key_hash, token_digest(secret)):
         raise Unauthenticated("API key is invalid or revoked")
-    return Principal(user_id=f"key:{key.id}", site_id=key.site_id, role=key.role, display_name=key.name, api_key_id=key.id)
+    return Principal(
+        user_id=f"key:{key.id}", site_id=key.site_id, role=key.role, display_name=key.name, api_key_id=key.id
+    )
 
 
 def authenticate(db: Session, settings: Settings, token: str) -> Principal:
@@ -155,7 +164,9 @@ def authenticate(db: Session, settings: Settings, token: str) -> Principal:
     if token.startswith(API_KEY_PREFIX):
         return _principal_from_api_key(db, token)
     try:
-        claims = jwt.decode(token, settings.secret_key, algorithms=[JWT_ALGORITHM], options={"require": ["exp", "sub", "sid"]})
+        claims = jwt.decode(
+            token, settings.secret_key, algorithms=[JWT_ALGORITHM], options={"require": ["exp", "sub", "sid"]}
+        )
     except jwt.ExpiredSignatureError as exc:
         raise Unauthenticated("access token expired; refresh it") from exc
     except jwt.PyJWTError as exc:

@@ -33,12 +33,33 @@ class JobRecord(SQLModel, table=True):
 
 
 def to_view(record: JobRecord) -> JobView:
-    timings = {k: v for k, v in (("created_ms", record.created_at_ms), ("started_ms", record.started_at_ms), ("finished_ms", record.finished_at_ms)) if v is not None}
-    return JobView(record.id, record.kind, record.state, record.progress, record.message, record.room_id, record.result, record.error, record.attempts, timings)
+    timings = {
+        k: v
+        for k, v in (
+            ("created_ms", record.created_at_ms),
+            ("started_ms", record.started_at_ms),
+            ("finished_ms", record.finished_at_ms),
+        )
+        if v is not None
+    }
+    return JobView(
+        record.id,
+        record.kind,
+        record.state,
+        record.progress,
+        record.message,
+        record.room_id,
+        record.result,
+        record.error,
+        record.attempts,
+        timings,
+    )
 
 
 def find_by_key(db: Session, submitted_by: str, key: str) -> JobRecord | None:
-    return db.exec(select(JobRecord).where(JobRecord.submitted_by == submitted_by, JobRecord.idempotency_key == key)).first()
+    return db.exec(
+        select(JobRecord).where(JobRecord.submitted_by == submitted_by, JobRecord.idempotency_key == key)
+    ).first()
 
 
 def unfinished(db: Session) -> list[JobRecord]:

@@ -31,7 +31,9 @@ class JobKind:
 REGISTRY: dict[str, JobKind] = {}
 
 
-def job_kind(name: str, *, user_submittable: bool = False, timeout_s: float = 3600.0) -> Callable[[JobFunction], JobFunction]:
+def job_kind(
+    name: str, *, user_submittable: bool = False, timeout_s: float = 3600.0
+) -> Callable[[JobFunction], JobFunction]:
     def register(fn: JobFunction) -> JobFunction:
         REGISTRY[name] = JobKind(name, fn, user_submittable, timeout_s)
         return fn
@@ -83,10 +85,7 @@ def countdown(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """A harmless job for checking the pipeline end to end (and the web jobs panel)."""
     steps = max(1, min(int(params.get("steps", 5)), 100))
     delay = max(0.0, min(float(params.get("delay_s", 0.2)), 5.0))
-    if params.get("fail_at") is not None and int(params["fail_at"]) < steps:
-        fail_at = int(params["fail_at"])
-    else:
-        fail_at = None
+    fail_at = int(params["fail_at"]) if params.get("fail_at") is not None else None
     for i in range(steps):
         if fail_at == i:
             raise ValueError(f"asked to fail at step {i}")

@@ -96,7 +96,15 @@ class LocalJobRunner:
                 existing = find_by_key(db, spec.submitted_by, spec.idempotency_key)
                 if existing:
                     return existing, False
-            record = JobRecord(id=new_id(), kind=spec.kind, state="queued", room_id=spec.room_id, submitted_by=spec.submitted_by, idempotency_key=spec.idempotency_key, params=spec.params)
+            record = JobRecord(
+                id=new_id(),
+                kind=spec.kind,
+                state="queued",
+                room_id=spec.room_id,
+                submitted_by=spec.submitted_by,
+                idempotency_key=spec.idempotency_key,
+                params=spec.params,
+            )
             db.add(record)
             try:
                 db.commit()
@@ -123,7 +131,11 @@ class LocalJobRunner:
             task = self._tasks.get(job_id)
             if task:
                 task.cancel()
-            record = await self.db.run_write(self._update, job_id, {"state": "cancelled", "message": f"cancelled by {by}", "finished_at_ms": now_ms()})
+            record = await self.db.run_write(
+                self._update,
+                job_id,
+                {"state": "cancelled", "message": f"cancelled by {by}", "finished_at_ms": now_ms()},
+            )
             await self._announce(record)
         return to_view(record)
 
@@ -154,7 +166,16 @@ class LocalJobRunner:
     async def _announce(self, record: JobRecord) -> None:
         if record.room_id:
             view = to_view(record)
-            frame = {"type": "job", "id": view.id, "kind": view.kind, "state": view.state, "progress": round(view.progress, 4), "message": view.message, "error": view.error, "result": view.result}
+            frame = {
+                "type": "job",
+                "id": view.id,
+                "kind": view.kind,
+                "state": view.state,
+                "progress": round(view.progress, 4),
+                "message": view.message,
+                "error": view.error,
+                "result": view.result,
+            }
             await self.publish(record.room_id, frame)
 
     async def _run(self, job_id: str) -> None:
@@ -163,7 +184,17 @@ class LocalJobRunner:
             if record.state in TERMINAL_STATES or record.cancel_requested:
                 return
             kind = REGISTRY[record.kind]
-            record = await self.db.run_write(self._update, job_id, {"state": "running", "attempts": record.attempts + 1, "started_at_ms": now_ms(), "progress": 0.0, "message": "started"})
+            record = await self.db.run_write(
+                self._update,
+                job_id,
+                {
+                    "state": "running",
+                    "attempts": record.attempts + 1,
+                    "started_at_ms": now_ms(),
+                    "progress": 0.0,
+                    "message": "started",
+                },
+            )
             await self._announce(record)
             outcome = await self._supervise(job_id, kind.fn.__module__, kind.name, record.params, kind.timeout_s)
             final = await self.db.run_read(self._load, job_id)
@@ -179,7 +210,9 @@ class LocalJobRunner:
             record = await self.db.run_write(self._update, job_id, changes)
             await self._announce(record)
 
-    async def _supervise(self, job_id: str, module: str, kind: str, params: dict[str, Any], timeout_s: float) -> tuple[str, Any]:
+    async def _supervise(
+        self, job_id: str, module: str, kind: str, params: dict[str, Any], timeout_s: float
+    ) -> tuple[str, Any]:
         loop = asyncio.get_running_loop()
         parent, child = self._context.Pipe(duplex=False)
         process = self._context.Process(target=_worker_main, args=(module, kind, params, child), daemon=True)
@@ -216,7 +249,9 @@ class LocalJobRunner:
                 if message[0] == "progress":
                     if loop.time() - last_write >= PROGRESS_WRITE_EVERY_S or message[1] >= 1.0:
                         last_write = loop.time()
-                        record = await self.db.run_write(self._update, job_id, {"progress": message[1], "message": message[2]})
+                        record = await self.db.run_write(
+                            self._update, job_id, {"progress": message[1], "message": message[2]}
+                        )
                         await self._announce(record)
                 elif message[0] == "done":
                     outcome = ("done", message[1])

@@ -1,11 +1,12 @@
 """Alembic environment: the URL comes from the caller (server.core.migrate), never from an ini file."""
 
 from alembic import context
+
 from server.core.db import make_engine
 from server.tables import metadata
 
 config = context.config
-url = config.get_main_option("sqlalchemy.url")
+url = config.get_main_option("sqlalchemy.url") or ""
 assert url, "server.core.migrate sets sqlalchemy.url"
 
 

@@ -72,7 +72,16 @@ class InviteOut(BaseModel):
 
 
 def _public(room: Room, role: str | None = None) -> RoomPublic:
-    return RoomPublic(id=room.id, kind=room.kind, title=room.title, site_id=room.site_id, case_id=room.case_id, owner_id=room.owner_id, archived=room.archived_at_ms is not None, role=role)
+    return RoomPublic(
+        id=room.id,
+        kind=room.kind,
+        title=room.title,
+        site_id=room.site_id,
+        case_id=room.case_id,
+        owner_id=room.owner_id,
+        archived=room.archived_at_ms is not None,
+        role=role,
+    )
 
 
 async def _in_db(request: Request, fn: Callable[[Session], T]) -> T:
@@ -84,7 +93,17 @@ async def _in_db(request: Request, fn: Callable[[Session], T]) -> T:
 
 
 def _audit(db: Session, principal: Principal, action: str, room_id: str, request: Request, **details: Any) -> None:
-    audit.record(db, action, actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="room", target_id=room_id, room_id=room_id, ip=client_ip(request), **details)
+    audit.record(
+        db,
+        action,
+        actor_id=principal.user_id,
+        actor_site_id=principal.site_id,
+        target_type="room",
+        target_id=room_id,
+        room_id=room_id,
+        ip=client_ip(request),
+        **details,
+    )
 
 
 @router.post("/rooms", status_code=201)
@@ -99,7 +118,9 @@ async def create_room(body: RoomCreate, principal: CurrentPrincipal, request: Re
 
 @router.get("/rooms")
 async def list_rooms(principal: CurrentPrincipal, request: Request, archived: bool = False) -> list[RoomPublic]:
-    return await _in_db(request, lambda db: [_public(r, role) for r, role in service.list_my_rooms(db, principal, archived)])
+    return await _in_db(
+        request, lambda db: [_public(r, role) for r, role in service.list_my_rooms(db, principal, archived)]
+    )
 
 
 @router.get("/rooms/{room_id}")
@@ -115,7 +136,10 @@ async def get_room(room_id: str, principal: CurrentPrincipal, request: Request) 
 async def list_members(room_id: str, principal: CurrentPrincipal, request: Request) -> list[MemberPublic]:
     def run(db: Session) -> list[MemberPublic]:
         service.require_member(db, room_id, principal)
-        return [MemberPublic(user_id=m.user_id, display_name=m.display_name, site_id=m.site_id, role=m.role) for m in service.members(db, room_id)]
+        return [
+            MemberPublic(user_id=m.user_id, display_name=m.display_name, site_id=m.site_id, role=m.role)
+            for m in service.members(db, room_id)
+        ]
 
     return await _in_db(request, run)
 
@@ -168,10 +192,25 @@ async def create_invite(room_id: str, body: InviteCreate, principal: CurrentPrin
     settings = request.app.state.settings
 
     def run(db: Session) -> InviteOut:
-        invite, token = service.create_invite(db, principal, room_id, role=body.role, expires_in_s=body.expires_in_s, max_uses=body.max_uses, ttl_max_s=settings.invite_ttl_max_s)
+        invite, token = service.create_invite(
+            db,
+            principal,
+            room_id,
+            role=body.role,
+            expires_in_s=body.expires_in_s,
+            max_uses=body.max_uses,
+            ttl_max_s=settings.invite_ttl_max_s,
+        )
         _audit(db, principal, "room.invite_create", room_id, request, invite_id=invite.id, role=invite.role)
         url = str(request.base_url).rstrip("/") + f"/#/invite/{token}"
-        return InviteOut(id=invite.id, token=token, url=url, role=invite.role, expires_at_ms=invite.expires_at_ms, max_uses=invite.max_uses)
+        return InviteOut(
+            id=invite.id,
+            token=token,
+            url=url,
+            role=invite.role,
+            expires_at_ms=invite.expires_at_ms,
+            max_uses=invite.max_uses,
+        )
 
     return await _in_db(request, run)
 
@@ -217,7 +256,13 @@ async def archive_room(room_id: str, principal: CurrentPrincipal, request: Reque
 
 
 @router.get("/rooms/{room_id}/events")
-async def room_events(room_id: str, principal: CurrentPrincipal, request: Request, after: int = Query(0, ge=0), limit: int = Query(500, ge=1, le=5000)) -> list[dict[str, Any]]:
+async def room_events(
+    room_id: str,
+    principal: CurrentPrincipal,
+    request: Request,
+    after: int = Query(0, ge=0),
+    limit: int = Query(500, ge=1, le=5000),
+) -> list[dict[str, Any]]:
     def run(db: Session) -> list[dict[str, Any]]:
         service.require_member(db, room_id, principal)
         return RoomLog(request.app.state.db.engine).events_after(room_id, after, limit)

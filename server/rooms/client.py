@@ -46,7 +46,9 @@ class RoomClosed(Exception):
 
 
 def state_from_snapshot(snapshot: dict[str, Any]) -> RoomState:
-    state = RoomState(seq=snapshot["seq"], archived=snapshot.get("archived", False), presenter=snapshot.get("presenter"))
+    state = RoomState(
+        seq=snapshot["seq"], archived=snapshot.get("archived", False), presenter=snapshot.get("presenter")
+    )
     state.annotations = {a["id"]: a for a in snapshot.get("annotations", [])}
     state.models = {m["id"]: m for m in snapshot.get("models", [])}
     state.chat = list(snapshot.get("chat", []))
@@ -112,7 +114,9 @@ class RoomClient:
 
     async def wait_joined(self, timeout: float = 10.0) -> None:
         waiter = asyncio.create_task(self._joined.wait())
-        done, _ = await asyncio.wait({waiter, self._runner} if self._runner else {waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(
+            {waiter, self._runner} if self._runner else {waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
         waiter.cancel()
         if self._fatal:
             raise self._fatal
@@ -122,12 +126,16 @@ class RoomClient:
     def new_op_id(self) -> str:
         return f"{self._op_prefix}-{next(self._op_counter)}"
 
-    async def send_op(self, kind: str, data: dict[str, Any] | None = None, *, op_id: str | None = None, timeout: float | None = 30.0) -> int:
+    async def send_op(
+        self, kind: str, data: dict[str, Any] | None = None, *, op_id: str | None = None, timeout: float | None = 30.0
+    ) -> int:
         """Send a sequenced op; return its sequence number once the server has stored it."""
         future = self.submit_op(kind, data, op_id=op_id)
         return await asyncio.wait_for(asyncio.shield(future), timeout)
 
-    def submit_op(self, kind: str, data: dict[str, Any] | None = None, *, op_id: str | None = None) -> asyncio.Future[int]:
+    def submit_op(
+        self, kind: str, data: dict[str, Any] | None = None, *, op_id: str | None = None
+    ) -> asyncio.Future[int]:
         """Queue an op without waiting; it is (re)sent until acknowledged, across reconnects."""
         if self._fatal:
             raise self._fatal
@@ -220,7 +228,7 @@ class RoomClient:
         await self._joined.wait()  # nothing goes out before welcome/resumed re-queued every unacked op
         while True:
             text = await self._outbox.get()  # no wait_for here: a timed-out get() can lose its item
-            while not self._bucket.take():
+            while not self._bucket.take():  # noqa: ASYNC110 - waiting for time, not for an event
                 await asyncio.sleep(1.0 / max(self._bucket.rate, 1.0))
             await ws.send(text)
 
@@ -240,7 +248,11 @@ class RoomClient:
             try:
                 async with connect(self.url, subprotocols=[SUBPROTOCOL], max_size=2**24, open_timeout=10) as ws:  # type: ignore[list-item]
                     self._ws = ws
-                    hello: dict[str, Any] = {"type": "hello", "protocol": PROTOCOL_VERSION, "token": self._token_value()}
+                    hello: dict[str, Any] = {
+                        "type": "hello",
+                        "protocol": PROTOCOL_VERSION,
+                        "token": self._token_value(),
+                    }
                     if self.epoch is not None:
                         hello["resume"] = {"epoch": self.epoch, "seq": self.state.seq}
                     await ws.send(orjson.dumps(hello).decode())

@@ -31,7 +31,20 @@ from server.settings import Settings
 
 log = logging.getLogger("trinity.rooms")
 
-PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#bfef45", "#fabed4", "#469990", "#dcbeff", "#9a6324")
+PALETTE = (
+    "#e6194b",
+    "#3cb44b",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#42d4f4",
+    "#f032e6",
+    "#bfef45",
+    "#fabed4",
+    "#469990",
+    "#dcbeff",
+    "#9a6324",
+)
 RECENT_FRAMES = 2000
 MAX_BATCH = 256
 
@@ -76,7 +89,16 @@ class MemberInfo:
 
 
 class RoomHub:
-    def __init__(self, room_id: str, *, db: Database, bus: EventBus, settings: Settings, metrics: Metrics, room_info: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        room_id: str,
+        *,
+        db: Database,
+        bus: EventBus,
+        settings: Settings,
+        metrics: Metrics,
+        room_info: dict[str, Any],
+    ) -> None:
         self.room_id = room_id
         self.db = db
         self.log = RoomLog(db.engine)
@@ -192,7 +214,14 @@ class RoomHub:
         except OpRejected as rejection:
             self._reply_error(op, rejection)
             return
-        event = {"seq": self.state.seq + 1, "kind": decision.kind, "user": op.actor.user_id, "op_id": op.op_id, "ts": now_ms(), "data": decision.data}
+        event = {
+            "seq": self.state.seq + 1,
+            "kind": decision.kind,
+            "user": op.actor.user_id,
+            "op_id": op.op_id,
+            "ts": now_ms(),
+            "data": decision.data,
+        }
         evolve(self.state, event)
         pending.append((op, event, None))
 
@@ -216,13 +245,17 @@ class RoomHub:
                 log.exception("could not persist room events", extra={"room_id": self.room_id})
                 await self._reload()
                 for op, _, _ in pending:
-                    self._reply_error(op, OpRejected(ErrorCode.INTERNAL, f"not stored, try again: {type(exc).__name__}"))
+                    self._reply_error(
+                        op, OpRejected(ErrorCode.INTERNAL, f"not stored, try again: {type(exc).__name__}")
+                    )
                 return
         for op, event, seen in pending:
             if event is not None:
                 frame = dumps({"type": "event", **event})
                 self.recent.append((event["seq"], frame))
-                await self.bus.publish(self.room_id, {"origin": self.bus.instance_id, "kind": "event", "seq": event["seq"], "frame": frame})
+                await self.bus.publish(
+                    self.room_id, {"origin": self.bus.instance_id, "kind": "event", "seq": event["seq"], "frame": frame}
+                )
                 self._after_event(event)
                 seq = event["seq"]
             else:
@@ -279,29 +312,83 @@ class RoomHub:
     # ---- presence, joins and leaves ---------------------------------------------------------------
     def presence_list(self) -> list[dict[str, Any]]:
         return [
-            {"user": uid, "status": self.presence.get(uid, "active"), "color": user_color(uid), "name": self.members[uid].display_name if uid in self.members else uid}
+            {
+                "user": uid,
+                "status": self.presence.get(uid, "active"),
+                "color": user_color(uid),
+                "name": self.members[uid].display_name if uid in self.members else uid,
+            }
             for uid in sorted(self.online_users)
         ]
 
     def members_list(self) -> list[dict[str, Any]]:
-        return [{"user": m.user_id, "name": m.display_name, "site": m.site_id, "role": m.role, "color": user_color(m.user_id)} for m in self.members.values()]
+        return [
+            {
+                "user": m.user_id,
+                "name": m.display_name,
+                "site": m.site_id,
+                "role": m.role,
+                "color": user_color(m.user_id),
+            }
+            for m in self.members.values()
+        ]
 
     async def _join(self, conn: Connection, resume: dict[str, Any] | None) -> bool:
         first_of_user = conn.user_id not in self.online_users
         if first_of_user and len(self.online_users) >= self.settings.room_max_online:
             self.metrics.errors.labels(code="room_full").inc()
-            conn.push(dumps({"type": "error", "code": "room_full", "message": f"room is full ({self.settings.room_max_online} online)"}))
+            conn.push(
+                dumps(
+                    {
+                        "type": "error",
+                        "code": "room_full",
+                        "message": f"room is full ({self.settings.room_max_online} online)",
+                    }
+                )
+            )
             conn.drop(CLOSE_ROOM_FULL, "room full")
             return False
         you = {"user": conn.user_id, "role": conn.role, "color": user_color(conn.user_id), "conn": conn.id}
         limits = self.client_limits()
         missed = await self._missed_frames(resume)
         if missed is None:
-            snapshot = {**self.state.snapshot(), "members": self.members_list(), "presence": self.presence_list(), "camera": self.camera}
-            conn.push(dumps({"type": "welcome", "protocol": PROTOCOL_VERSION, "room": self.room_info, "you": you, "epoch": self.epoch, "seq": self.state.seq, "limits": limits, "snapshot": snapshot}))
+            snapshot = {
+                **self.state.snapshot(),
+                "members": self.members_list(),
+                "presence": self.presence_list(),
+                "camera": self.camera,
+            }
+            conn.push(
+                dumps(
+                    {
+                        "type": "welcome",
+                        "protocol": PROTOCOL_VERSION,
+                        "room": self.room_info,
+                        "you": you,
+                        "epoch": self.epoch,
+                        "seq": self.state.seq,
+                        "limits": limits,
+                        "snapshot": snapshot,
+                    }
+                )
+            )
         else:
-            header = {"type": "resumed", "protocol": PROTOCOL_VERSION, "room": self.room_info, "you": you, "epoch": self.epoch, "from_seq": resume["seq"] if resume else 0, "seq": self.state.seq, "limits": limits}
-            header.update(members=self.members_list(), presence=self.presence_list(), camera=self.camera, presenter=self.state.presenter)
+            header = {
+                "type": "resumed",
+                "protocol": PROTOCOL_VERSION,
+                "room": self.room_info,
+                "you": you,
+                "epoch": self.epoch,
+                "from_seq": resume["seq"] if resume else 0,
+                "seq": self.state.seq,
+                "limits": limits,
+            }
+            header.update(
+                members=self.members_list(),
+                presence=self.presence_list(),
+                camera=self.camera,
+                presenter=self.state.presenter,
+            )
             conn.push(dumps(header))
             for frame in missed:
                 conn.push(frame)
@@ -398,7 +485,9 @@ class RoomHub:
             return
         self._pending_ephemeral[timer_key] = (frame, key, conn)
         if timer_key not in self._timers:
-            self._timers[timer_key] = asyncio.get_running_loop().call_later(max(0.0, due - now), self._flush_ephemeral, timer_key, attr)
+            self._timers[timer_key] = asyncio.get_running_loop().call_later(
+                max(0.0, due - now), self._flush_ephemeral, timer_key, attr
+            )
 
     def _flush_ephemeral(self, timer_key: Any, attr: str) -> None:
         self._timers.pop(timer_key, None)

@@ -27,7 +27,13 @@ class Hubs:
 
     async def publish(self, room_id: str, frame: dict[str, object]) -> None:
         """An ephemeral frame from the server to everyone in a room, on every instance (e.g. job progress)."""
-        message = {"origin": self.bus.instance_id, "kind": "ephemeral", "frame": dumps(frame), "user": None, "key": None}
+        message = {
+            "origin": self.bus.instance_id,
+            "kind": "ephemeral",
+            "frame": dumps(frame),
+            "user": None,
+            "key": None,
+        }
         await self.bus.publish(room_id, message)
 
     def loaded(self, room_id: str) -> RoomHub | None:
@@ -43,7 +49,9 @@ class Hubs:
             hub = self._hubs.get(room_id)
             if hub is None:
                 room_info, members = await self.db.run_read(self._load_room, room_id)
-                hub = RoomHub(room_id, db=self.db, bus=self.bus, settings=self.settings, metrics=self.metrics, room_info=room_info)
+                hub = RoomHub(
+                    room_id, db=self.db, bus=self.bus, settings=self.settings, metrics=self.metrics, room_info=room_info
+                )
                 await hub.load(members)
                 self._hubs[room_id] = hub
                 self.metrics.rooms_loaded.set(len(self._hubs))
@@ -52,7 +60,13 @@ class Hubs:
     def _load_room(self, room_id: str) -> tuple[dict[str, object], list[MemberInfo]]:
         with self.db.session() as db:
             room = service.get_room(db, room_id)
-            info: dict[str, object] = {"id": room.id, "kind": room.kind, "title": room.title, "case_id": room.case_id, "site": room.site_id}
+            info: dict[str, object] = {
+                "id": room.id,
+                "kind": room.kind,
+                "title": room.title,
+                "case_id": room.case_id,
+                "site": room.site_id,
+            }
             members = [MemberInfo(m.user_id, m.display_name, m.site_id, m.role) for m in service.members(db, room_id)]
         return info, members
 

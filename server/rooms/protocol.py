@@ -99,7 +99,10 @@ def require(condition: bool, message: str) -> None:
 
 
 def identifier(value: Any, field: str) -> str:
-    require(isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS, f"{field} must be a string of 1-{MAX_ID_CHARS} characters")
+    require(
+        isinstance(value, str) and 0 < len(value) <= MAX_ID_CHARS,
+        f"{field} must be a string of 1-{MAX_ID_CHARS} characters",
+    )
     return value
 
 
@@ -165,7 +168,10 @@ def annotation_geometry(kind: str, data: Any, max_note_chars: int) -> dict[str, 
         out.update(entry=entry, target=target, diameter_mm=float(diameter), length_mm=round(length, 4))
     elif kind == "note":
         text = data.get("text")
-        require(isinstance(text, str) and 0 < len(text) <= max_note_chars, f"note text must be 1-{max_note_chars} characters")
+        require(
+            isinstance(text, str) and 0 < len(text) <= max_note_chars,
+            f"note text must be 1-{max_note_chars} characters",
+        )
         out["text"] = text
         if data.get("point") is not None:
             out["point"] = point(data["point"], "point")
@@ -181,7 +187,10 @@ def pointer_payload(frame: dict[str, Any]) -> dict[str, Any]:
     elif frame.get("ray") is not None:
         ray = frame["ray"]
         require(isinstance(ray, dict), "ray must be an object with origin and direction")
-        out["ray"] = {"origin": point(ray.get("origin"), "ray.origin"), "direction": point(ray.get("direction"), "ray.direction")}
+        out["ray"] = {
+            "origin": point(ray.get("origin"), "ray.origin"),
+            "direction": point(ray.get("direction"), "ray.direction"),
+        }
     else:
         out["point"] = None  # pointer left the model
     if frame.get("model_id") is not None:
@@ -190,7 +199,7 @@ def pointer_payload(frame: dict[str, Any]) -> dict[str, Any]:
 
 
 def camera_payload(frame: dict[str, Any]) -> dict[str, Any]:
-    out = {
+    out: dict[str, Any] = {
         "position": point(frame.get("position"), "position"),
         "target": point(frame.get("target"), "target"),
         "up": point(frame.get("up", [0, 0, 1]), "up"),

@@ -72,7 +72,15 @@ def create_room(db: Session, principal: Principal, *, kind: str, title: str, cas
         raise Forbidden("observers and machine keys cannot create rooms")
     if case_id is not None:
         check_case_for_room(db, principal, case_id)
-    room = Room(id=new_id(), site_id=principal.site_id, kind=kind, title=title.strip() or "Consultation", case_id=case_id, owner_id=principal.user_id, epoch=secrets.token_hex(8))
+    room = Room(
+        id=new_id(),
+        site_id=principal.site_id,
+        kind=kind,
+        title=title.strip() or "Consultation",
+        case_id=case_id,
+        owner_id=principal.user_id,
+        epoch=secrets.token_hex(8),
+    )
     db.add(room)
     db.add(RoomMember(room_id=room.id, user_id=principal.user_id, role="owner"))
     db.commit()
@@ -96,8 +104,17 @@ def attach_case(db: Session, principal: Principal, room_id: str, case_id: str) -
 
 
 def list_my_rooms(db: Session, principal: Principal, include_archived: bool = False) -> list[tuple[Room, RoomRole]]:
-    rows = db.exec(select(Room, RoomMember).join(RoomMember, col(RoomMember.room_id) == col(Room.id)).where(RoomMember.user_id == principal.user_id).order_by(col(Room.created_at_ms).desc())).all()
-    return [(room, effective_role(member.role, principal.role)) for room, member in rows if include_archived or not room.archived_at_ms]
+    rows = db.exec(
+        select(Room, RoomMember)
+        .join(RoomMember, col(RoomMember.room_id) == col(Room.id))
+        .where(RoomMember.user_id == principal.user_id)
+        .order_by(col(Room.created_at_ms).desc())
+    ).all()
+    return [
+        (room, effective_role(member.role, principal.role))
+        for room, member in rows
+        if include_archived or not room.archived_at_ms
+    ]
 
 
 @dataclass(frozen=True)
@@ -109,7 +126,11 @@ class MemberView:
 
 
 def members(db: Session, room_id: str) -> list[MemberView]:
-    rows = db.exec(select(RoomMember, User).join(User, col(User.id) == col(RoomMember.user_id)).where(RoomMember.room_id == room_id)).all()
+    rows = db.exec(
+        select(RoomMember, User)
+        .join(User, col(User.id) == col(RoomMember.user_id))
+        .where(RoomMember.room_id == room_id)
+    ).all()
     return [MemberView(u.id, u.display_name, u.site_id, effective_role(m.role, u.role)) for m, u in rows]
 
 
@@ -139,7 +160,9 @@ def remove_member(db: Session, principal: Principal, room_id: str, user_id: str)
     db.commit()
 
 
-def create_invite(db: Session, principal: Principal, room_id: str, *, role: str, expires_in_s: int, max_uses: int, ttl_max_s: int) -> tuple[RoomInvite, str]:
+def create_invite(
+    db: Session, principal: Principal, room_id: str, *, role: str, expires_in_s: int, max_uses: int, ttl_max_s: int
+) -> tuple[RoomInvite, str]:
     room = require_manager(db, room_id, principal)
     if room.archived_at_ms:
         raise Conflict("the room is archived")
@@ -150,7 +173,15 @@ def create_invite(db: Session, principal: Principal, room_id: str, *, role: str,
     if not 1 <= max_uses <= 100:
         raise Invalid("max_uses must be between 1 and 100")
     token = secrets.token_urlsafe(24)
-    invite = RoomInvite(id=new_id(), room_id=room_id, token_hash=token_digest(token), role=role, expires_at_ms=now_ms() + expires_in_s * 1000, max_uses=max_uses, created_by=principal.user_id)
+    invite = RoomInvite(
+        id=new_id(),
+        room_id=room_id,
+        token_hash=token_digest(token),
+        role=role,
+        expires_at_ms=now_ms() + expires_in_s * 1000,
+        max_uses=max_uses,
+        created_by=principal.user_id,
+    )
     db.add(invite)
     db.commit()
     return invite, token

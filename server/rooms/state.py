@@ -91,7 +91,9 @@ _EDITABLE_FIELDS = ("data", "label", "color")
 
 
 def _label(value: Any) -> str:
-    require(isinstance(value, str) and len(value) <= MAX_LABEL_CHARS, f"label must be at most {MAX_LABEL_CHARS} characters")
+    require(
+        isinstance(value, str) and len(value) <= MAX_LABEL_CHARS, f"label must be at most {MAX_LABEL_CHARS} characters"
+    )
     return str(value)
 
 
@@ -132,11 +134,19 @@ def _editable(annotation: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: copy.deepcopy(annotation[k]) for k in ("kind", *_EDITABLE_FIELDS) if k in annotation}
 
 
-def _record(annotation_id: str, fields: dict[str, Any] | None, previous: dict[str, Any] | None, actor: Actor) -> dict[str, Any]:
+def _record(
+    annotation_id: str, fields: dict[str, Any] | None, previous: dict[str, Any] | None, actor: Actor
+) -> dict[str, Any]:
     """The annotation as it will be after this change: what every client receives and stores."""
     version = (previous["version"] if previous else 0) + 1
     if fields is None:
-        return {"id": annotation_id, "kind": previous["kind"] if previous else None, "deleted": True, "version": version, "updated_by": actor.user_id}
+        return {
+            "id": annotation_id,
+            "kind": previous["kind"] if previous else None,
+            "deleted": True,
+            "version": version,
+            "updated_by": actor.user_id,
+        }
     author = previous.get("author", actor.user_id) if previous else actor.user_id
     return {"id": annotation_id, **fields, "version": version, "author": author, "updated_by": actor.user_id}
 
@@ -148,7 +158,10 @@ def _decide_annotation(state: RoomState, actor: Actor, kind: str, payload: dict[
             raise OpRejected(ErrorCode.CONFLICT, f"annotation id {annotation_id!r} is already used")
         a_kind = payload.get("kind")
         require(a_kind in ANNOTATION_KINDS, f"kind must be one of {sorted(ANNOTATION_KINDS)}")
-        fields: dict[str, Any] = {"kind": a_kind, "data": annotation_geometry(str(a_kind), payload.get("data"), limits.chat_max_chars)}
+        fields: dict[str, Any] = {
+            "kind": a_kind,
+            "data": annotation_geometry(str(a_kind), payload.get("data"), limits.chat_max_chars),
+        }
         if "label" in payload:
             fields["label"] = _label(payload["label"])
         if "color" in payload:
@@ -190,7 +203,9 @@ def _decide_history(state: RoomState, actor: Actor, kind: str) -> Decision:
     return Decision(event, {"annotation": record, kind: True})
 
 
-def _decide_presenter(state: RoomState, actor: Actor, kind: str, payload: dict[str, Any], members: dict[str, RoomRole]) -> Decision:
+def _decide_presenter(
+    state: RoomState, actor: Actor, kind: str, payload: dict[str, Any], members: dict[str, RoomRole]
+) -> Decision:
     if kind == "presenter.take":
         if state.presenter not in (None, actor.user_id) and actor.role not in ("owner", "system"):
             raise OpRejected(ErrorCode.PRESENTER_TAKEN, f"{state.presenter} is presenting; ask them to hand over")
@@ -217,7 +232,14 @@ def _decide_model(state: RoomState, kind: str, payload: dict[str, Any]) -> Decis
         require(model_id not in state.models, f"model {model_id!r} is already in the scene")
         name = payload.get("name")
         require(isinstance(name, str) and 0 < len(name) <= MAX_LABEL_CHARS, "model name is required")
-        out.update(name=name, url=payload.get("url"), artifact_id=payload.get("artifact_id"), visible=True, opacity=1.0, color="#e8dcc8")
+        out.update(
+            name=name,
+            url=payload.get("url"),
+            artifact_id=payload.get("artifact_id"),
+            visible=True,
+            opacity=1.0,
+            color="#e8dcc8",
+        )
     else:
         require(model_id in state.models, f"model {model_id!r} is not in the scene")
     if "visible" in payload:
@@ -252,7 +274,8 @@ def decide(
         return Decision("room.archived", {})
     if kind == "chat.send":
         text = payload.get("text")
-        require(isinstance(text, str) and 0 < len(text.strip()), "chat text must not be empty")
+        if not isinstance(text, str) or not text.strip():
+            raise OpRejected(ErrorCode.INVALID_OP, "chat text must not be empty")
         if len(text) > limits.chat_max_chars:
             raise OpRejected(ErrorCode.TOO_LARGE, f"chat text is {len(text)} characters, limit {limits.chat_max_chars}")
         return Decision("chat.message", {"text": text})

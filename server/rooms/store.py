@@ -24,7 +24,14 @@ class SeqConflict(Exception):
 
 
 def _row_to_event(row: Any) -> dict[str, Any]:
-    return {"seq": row.seq, "kind": row.kind, "user": row.user_id, "op_id": row.op_id, "ts": row.ts_ms, "data": orjson.loads(row.data)}
+    return {
+        "seq": row.seq,
+        "kind": row.kind,
+        "user": row.user_id,
+        "op_id": row.op_id,
+        "ts": row.ts_ms,
+        "data": orjson.loads(row.data),
+    }
 
 
 class RoomLog:
@@ -34,11 +41,19 @@ class RoomLog:
     def head(self, room_id: str) -> tuple[str, int, bool]:
         """(epoch, last_seq, archived) of a room."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(rooms_table.c.epoch, rooms_table.c.last_seq, rooms_table.c.archived_at_ms).where(rooms_table.c.id == room_id)).one()
+            row = conn.execute(
+                select(rooms_table.c.epoch, rooms_table.c.last_seq, rooms_table.c.archived_at_ms).where(
+                    rooms_table.c.id == room_id
+                )
+            ).one()
         return row.epoch, row.last_seq, row.archived_at_ms is not None
 
     def events_after(self, room_id: str, after_seq: int, limit: int | None = None) -> list[dict[str, Any]]:
-        query = select(events_table).where(events_table.c.room_id == room_id, events_table.c.seq > after_seq).order_by(events_table.c.seq)
+        query = (
+            select(events_table)
+            .where(events_table.c.room_id == room_id, events_table.c.seq > after_seq)
+            .order_by(events_table.c.seq)
+        )
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
@@ -51,14 +66,24 @@ class RoomLog:
         last = events[-1]["seq"]
         with self.engine.begin() as conn:
             moved = conn.execute(
-                update(rooms_table).where(rooms_table.c.id == room_id, rooms_table.c.last_seq == expected_seq).values(last_seq=last)
+                update(rooms_table)
+                .where(rooms_table.c.id == room_id, rooms_table.c.last_seq == expected_seq)
+                .values(last_seq=last)
             ).rowcount
             if moved != 1:
                 raise SeqConflict(room_id)
             conn.execute(
                 insert(events_table),
                 [
-                    {"room_id": room_id, "seq": e["seq"], "user_id": e["user"], "op_id": e["op_id"], "kind": e["kind"], "data": orjson.dumps(e["data"]).decode(), "ts_ms": e["ts"]}
+                    {
+                        "room_id": room_id,
+                        "seq": e["seq"],
+                        "user_id": e["user"],
+                        "op_id": e["op_id"],
+                        "kind": e["kind"],
+                        "data": orjson.dumps(e["data"]).decode(),
+                        "ts_ms": e["ts"],
+                    }
                     for e in events
                 ],
             )

@@ -47,13 +47,32 @@ def _authorize(app: Any, room_id: str, token: str, ip: str | None) -> tuple[Prin
         room, role = service.require_member(db, room_id, principal)
         if room.archived_at_ms:
             role = "observer"  # archived rooms are read-only
-        audit.record(db, "room.join", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="room", target_id=room_id, room_id=room_id, ip=ip, role=role)
+        audit.record(
+            db,
+            "room.join",
+            actor_id=principal.user_id,
+            actor_site_id=principal.site_id,
+            target_type="room",
+            target_id=room_id,
+            room_id=room_id,
+            ip=ip,
+            role=role,
+        )
     return principal, role
 
 
 def _audit_leave(app: Any, principal: Principal, room_id: str, ip: str | None) -> None:
     with app.state.db.session() as db:
-        audit.record(db, "room.leave", actor_id=principal.user_id, actor_site_id=principal.site_id, target_type="room", target_id=room_id, room_id=room_id, ip=ip)
+        audit.record(
+            db,
+            "room.leave",
+            actor_id=principal.user_id,
+            actor_site_id=principal.site_id,
+            target_type="room",
+            target_id=room_id,
+            room_id=room_id,
+            ip=ip,
+        )
 
 
 def _oversized(text: str, limit: int) -> bool:
@@ -80,7 +99,9 @@ async def room_socket(websocket: WebSocket, room_id: str) -> None:
         await _close(websocket, p.CLOSE_PROTOCOL, _error("bad_message", "the first frame must be a JSON hello"))
         return
     if hello.get("protocol", p.PROTOCOL_VERSION) != p.PROTOCOL_VERSION:
-        await _close(websocket, p.CLOSE_PROTOCOL, _error("protocol_version", f"server speaks protocol {p.PROTOCOL_VERSION}"))
+        await _close(
+            websocket, p.CLOSE_PROTOCOL, _error("protocol_version", f"server speaks protocol {p.PROTOCOL_VERSION}")
+        )
         return
     try:
         principal, role = await app.state.db.run_read(_authorize, app, room_id, str(hello.get("token", "")), ip)
@@ -90,7 +111,17 @@ async def room_socket(websocket: WebSocket, room_id: str) -> None:
         return
     hubs: Hubs = app.state.hubs
     hub = await hubs.get(room_id)
-    conn = Connection(websocket.send_text, websocket.close, user_id=principal.user_id, display_name=principal.display_name, site_id=principal.site_id, role=role, queue_max=settings.ws_send_queue_max, stall_s=settings.ws_send_stall_s, on_slow=app.state.metrics.slow_dropped.inc)
+    conn = Connection(
+        websocket.send_text,
+        websocket.close,
+        user_id=principal.user_id,
+        display_name=principal.display_name,
+        site_id=principal.site_id,
+        role=role,
+        queue_max=settings.ws_send_queue_max,
+        stall_s=settings.ws_send_stall_s,
+        on_slow=app.state.metrics.slow_dropped.inc,
+    )
     sender = asyncio.create_task(conn.run_sender())
     resume = hello.get("resume") if isinstance(hello.get("resume"), dict) else None
     try:

@@ -91,9 +91,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not DIST.exists():
-        missing(
-            "the built web client (web/dist)", "run `make web` (cd web && npm ci && npm run build)"
-        )
+        missing("the built web client (web/dist)", "run `make web` (cd web && npm ci && npm run build)")
     if not Path(CHROMIUM).exists():
         missing(
             f"Chromium at {CHROMIUM}",
@@ -115,9 +113,7 @@ def _token(base: str, who: tuple[str, str]) -> str:
 def room_id(server: str, request: pytest.FixtureRequest) -> str:
     """A fresh room per test: the surgeon owns it, the engineer joins through an invite link."""
     owner = {"Authorization": f"Bearer {_token(server, SURGEON)}"}
-    room = httpx.post(
-        f"{server}/api/rooms", json={"title": f"e2e {request.node.name}"}, headers=owner
-    ).json()
+    room = httpx.post(f"{server}/api/rooms", json={"title": f"e2e {request.node.name}"}, headers=owner).json()
     invite = httpx.post(f"{server}/api/rooms/{room['id']}/invites", json={}, headers=owner).json()
     guest = {"Authorization": f"Bearer {_token(server, ENGINEER)}"}
     httpx.post(f"{server}/api/invites/{invite['token']}/accept", headers=guest).raise_for_status()
@@ -204,21 +200,15 @@ def test_marker_and_distance_reach_the_other_user_within_a_second(
     assert a_values == b_values
     assert a_values[0].endswith(" mm")
     assert float(a_values[0].split()[0]) > 10  # a real span along the shaft
-    raw_a = a.page.get_attribute(
-        "[data-kind=distance] [data-testid=annotation-value]", "data-value"
-    )
-    raw_b = b.page.get_attribute(
-        "[data-kind=distance] [data-testid=annotation-value]", "data-value"
-    )
+    raw_a = a.page.get_attribute("[data-kind=distance] [data-testid=annotation-value]", "data-value")
+    raw_b = b.page.get_attribute("[data-kind=distance] [data-testid=annotation-value]", "data-value")
     assert raw_a == raw_b
 
 
 def test_followers_camera_follows_the_presenter(pair: tuple[User, User]) -> None:
     a, b = pair
     a.page.click("[data-testid=presenter-button]")
-    b.page.wait_for_selector(
-        "[data-testid=presenter-status]:has-text('is presenting')", timeout=3000
-    )
+    b.page.wait_for_selector("[data-testid=presenter-status]:has-text('is presenting')", timeout=3000)
     before = _pose(b.page)
 
     # Orbit A's view with a real mouse drag.
@@ -269,14 +259,10 @@ def test_chat_goes_both_ways(pair: tuple[User, User]) -> None:
         u.page.click("[data-testid=tab-chat]")
     a.page.fill("[data-testid=chat-input]", "Can you see the fracture line?")
     a.page.click("[data-testid=chat-send]")
-    b.page.wait_for_selector(
-        "[data-testid=chat-message]:has-text('Can you see the fracture line?')", timeout=2000
-    )
+    b.page.wait_for_selector("[data-testid=chat-message]:has-text('Can you see the fracture line?')", timeout=2000)
     b.page.fill("[data-testid=chat-input]", "Yes, 3 mm from the condyle.")
     b.page.press("[data-testid=chat-input]", "Enter")
-    a.page.wait_for_selector(
-        "[data-testid=chat-message]:has-text('Yes, 3 mm from the condyle.')", timeout=2000
-    )
+    a.page.wait_for_selector("[data-testid=chat-message]:has-text('Yes, 3 mm from the condyle.')", timeout=2000)
     assert a.page.locator("[data-testid=chat-message]").count() == 2
 
 
@@ -295,9 +281,7 @@ def test_dropped_connection_shows_banner_and_catches_up(pair: tuple[User, User])
     a.page.locator("[data-testid=viewport-canvas]").focus()
     a.page.keyboard.press("m")
     _click_surface(a.page, 0.5, 0.5)
-    a.page.wait_for_selector(
-        "[data-testid=annotation-item][data-kind=marker]", state="attached", timeout=3000
-    )
+    a.page.wait_for_selector("[data-testid=annotation-item][data-kind=marker]", state="attached", timeout=3000)
     b.page.fill("[data-testid=chat-input]", "typed while offline")
     b.page.press("[data-testid=chat-input]", "Enter")
     b.page.wait_for_selector("[data-testid=chat-pending]", timeout=1000)
@@ -305,15 +289,9 @@ def test_dropped_connection_shows_banner_and_catches_up(pair: tuple[User, User])
 
     b.context.set_offline(False)
     banner.wait_for(state="hidden", timeout=10_000)
-    b.page.wait_for_selector(
-        "[data-testid=chat-message]:has-text('sent while you were away')", timeout=3000
-    )
-    b.page.wait_for_selector(
-        "[data-testid=chat-message]:has-text('typed while offline')", timeout=3000
-    )
-    a.page.wait_for_selector(
-        "[data-testid=chat-message]:has-text('typed while offline')", timeout=3000
-    )
+    b.page.wait_for_selector("[data-testid=chat-message]:has-text('sent while you were away')", timeout=3000)
+    b.page.wait_for_selector("[data-testid=chat-message]:has-text('typed while offline')", timeout=3000)
+    a.page.wait_for_selector("[data-testid=chat-message]:has-text('typed while offline')", timeout=3000)
     b.page.click("[data-testid=tab-annotations]")
     b.page.wait_for_selector("[data-testid=annotation-item][data-kind=marker]", timeout=3000)
     assert b.page.locator("[data-testid=chat-pending]").count() == 0

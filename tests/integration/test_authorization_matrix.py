@@ -62,13 +62,23 @@ async def test_rest_room_authorization(world: World, live: LiveServer, subject: 
             "get": (await http.get(f"/api/rooms/{room}", headers=h)).status_code,
             "members": (await http.get(f"/api/rooms/{room}/members", headers=h)).status_code,
             "invite": (await http.post(f"/api/rooms/{room}/invites", json={"role": "observer"}, headers=h)).status_code,
-            "add": (await http.post(f"/api/rooms/{room}/members", json={"user_id": world["technician"].id, "role": "observer"}, headers=h)).status_code,
+            "add": (
+                await http.post(
+                    f"/api/rooms/{room}/members",
+                    json={"user_id": world["technician"].id, "role": "observer"},
+                    headers=h,
+                )
+            ).status_code,
             "remove": (await http.delete(f"/api/rooms/{room}/members/{world['engineer'].id}", headers=h)).status_code,
             "events": (await http.get(f"/api/rooms/{room}/events", headers=h)).status_code,
             "archive": (await http.post(f"/api/rooms/{room}/archive", headers=h)).status_code,
         }
         assert got == expected
-        listed = (await http.get("/api/rooms", params={"archived": "true"}, headers=h)).json() if subject != "anonymous" else []
+        listed = (
+            (await http.get("/api/rooms", params={"archived": "true"}, headers=h)).json()
+            if subject != "anonymous"
+            else []
+        )
         assert (room in [r["id"] for r in listed]) == (expected["get"] == 200)
 
 
@@ -94,7 +104,9 @@ async def test_websocket_room_authorization(world: World, live: LiveServer, subj
     try:
         got = {
             "join": "ok",
-            "annotate": await outcome("annotation.create", {"id": f"x-{subject}", "kind": "marker", "data": {"point": [1, 2, 3]}}),
+            "annotate": await outcome(
+                "annotation.create", {"id": f"x-{subject}", "kind": "marker", "data": {"point": [1, 2, 3]}}
+            ),
             "chat": await outcome("chat.send", {"text": f"hello from {subject}"}),
             "present": await outcome("presenter.take", {}),
         }
@@ -111,16 +123,24 @@ async def test_websocket_room_authorization(world: World, live: LiveServer, subj
 async def test_cross_site_users_join_only_by_invite(world: World, live: LiveServer) -> None:
     room = create_room(world)
     async with live.http(world["surgeon"]) as owner, live.http(world["b-surgeon"]) as guest:
-        refused = await owner.post(f"/api/rooms/{room}/members", json={"user_id": world["b-surgeon"].id, "role": "participant"})
+        refused = await owner.post(
+            f"/api/rooms/{room}/members", json={"user_id": world["b-surgeon"].id, "role": "participant"}
+        )
         assert refused.status_code == 403 and "invite" in refused.json()["error"]["message"]
-        invite = (await owner.post(f"/api/rooms/{room}/invites", json={"role": "observer", "expires_in_s": 600, "max_uses": 1})).json()
+        invite = (
+            await owner.post(
+                f"/api/rooms/{room}/invites", json={"role": "observer", "expires_in_s": 600, "max_uses": 1}
+            )
+        ).json()
         assert invite["url"].endswith(invite["token"])
         joined = await guest.post(f"/api/invites/{invite['token']}/accept")
         assert joined.status_code == 200 and joined.json()["role"] == "observer"
         assert (await guest.post(f"/api/invites/{invite['token']}/accept")).status_code == 200  # idempotent
         async with live.http(world["b-admin"]) as other:
             assert (await other.post(f"/api/invites/{invite['token']}/accept")).status_code == 410  # used up
-        expired = (await owner.post(f"/api/rooms/{room}/invites", json={"role": "participant", "expires_in_s": 5})).json()
+        expired = (
+            await owner.post(f"/api/rooms/{room}/invites", json={"role": "participant", "expires_in_s": 5})
+        ).json()
         assert expired["error"]["code"] == "invalid"
         revoked = (await owner.post(f"/api/rooms/{room}/invites", json={"role": "participant"})).json()
         assert (await owner.delete(f"/api/rooms/{room}/invites/{revoked['id']}")).status_code == 204

@@ -16,7 +16,9 @@ async def test_killed_server_loses_no_acknowledged_op(world: World, tmp_path: Pa
     server = ServerProcess(env, tmp_path / "server.log").start()
     acknowledged: dict[str, int] = {}
     try:
-        writers = [RoomClient(server.base_url, room, world[name].token, max_backoff_s=0.2) for name in ("surgeon", "engineer")]
+        writers = [
+            RoomClient(server.base_url, room, world[name].token, max_backoff_s=0.2) for name in ("surgeon", "engineer")
+        ]
         for writer in writers:
             await writer.connect()
 
@@ -24,8 +26,12 @@ async def test_killed_server_loses_no_acknowledged_op(world: World, tmp_path: Pa
             i = 0
             while True:
                 op_id = f"w{index}-{i}"
-                future = writer.submit_op("annotation.create", {"id": op_id, "kind": "marker", "data": {"point": [i, index, 0]}}, op_id=op_id)
-                future.add_done_callback(lambda f, op_id=op_id: acknowledged.__setitem__(op_id, f.result()) if not f.exception() else None)
+                future = writer.submit_op(
+                    "annotation.create", {"id": op_id, "kind": "marker", "data": {"point": [i, index, 0]}}, op_id=op_id
+                )
+                future.add_done_callback(
+                    lambda f, op_id=op_id: acknowledged.__setitem__(op_id, f.result()) if not f.exception() else None
+                )
                 i += 1
                 await asyncio.sleep(0.03)  # ~33 ops/s per writer, under the per-connection limit
 
@@ -44,7 +50,9 @@ async def test_killed_server_loses_no_acknowledged_op(world: World, tmp_path: Pa
                 if not writer.pending_ops:
                     break
                 await asyncio.sleep(0.05)
-            assert writer.pending_ops == 0, f"{writer.pending_ops} ops never acknowledged; reconnects={writer.reconnects} connected={writer.connected}"
+            assert writer.pending_ops == 0, (
+                f"{writer.pending_ops} ops never acknowledged; reconnects={writer.reconnects}"
+            )
             await writer.close()
 
         async with RoomClient(server.base_url, room, world["surgeon"].token) as reader:

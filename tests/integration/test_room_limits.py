@@ -55,11 +55,20 @@ async def test_no_hello_in_time_is_closed(world_sqlite: World) -> None:
     assert code == 4012 and frames[0]["code"] == "unauthenticated"
 
 
-async def test_malformed_oversized_and_too_fast_frames_get_errors_while_others_are_unaffected(world_sqlite: World) -> None:
+async def test_malformed_oversized_and_too_fast_frames_get_errors_while_others_are_unaffected(
+    world_sqlite: World,
+) -> None:
     world = world_sqlite
-    settings = world.settings.model_copy(update={"ws_max_message_bytes": 2048, "ws_rate_per_s": 20, "ws_rate_burst": 20})
+    settings = world.settings.model_copy(
+        update={"ws_max_message_bytes": 2048, "ws_rate_per_s": 20, "ws_rate_burst": 20}
+    )
     room = create_room(world, members={"engineer": "participant", "observer": "observer"})
-    async with LiveServer(settings) as live, RoomClient(live.base_url, room, world["surgeon"].token) as bad, RoomClient(live.base_url, room, world["engineer"].token) as good:
+    async with (
+        LiveServer(settings) as live,
+        RoomClient(live.base_url, room, world["surgeon"].token) as bad,
+        RoomClient(live.base_url, room, world["engineer"].token) as good,
+    ):
+
         async def error_for(raw: str | bytes) -> dict:
             await bad.send_raw(raw)
             return await bad.wait_for(lambda f: f["type"] == "error")
@@ -69,11 +78,15 @@ async def test_malformed_oversized_and_too_fast_frames_get_errors_while_others_a
         assert (await error_for(b"\xff\xfe binary junk"))["code"] == "bad_message"
         assert (await error_for('{"type": "teleport"}'))["code"] == "unknown_type"
         assert (await error_for('{"type": "op", "kind": "annotation.create", "data": {}}'))["code"] == "bad_message"
-        assert (await error_for('{"type": "op", "op_id": "x", "kind": "drop.tables", "data": {}}'))["code"] == "unknown_type"
+        assert (await error_for('{"type": "op", "op_id": "x", "kind": "drop.tables", "data": {}}'))[
+            "code"
+        ] == "unknown_type"
         assert (await error_for('{"type": "pointer", "point": [1, "a", 3]}'))["code"] == "invalid_op"
         assert (await error_for('{"type": "chat", "text": "' + "x" * 5000 + '"}'))["code"] == "too_large"
         with pytest.raises(RoomError) as info:
-            await bad.send_op("annotation.create", {"id": "n", "kind": "note", "data": {"text": "ok"}, "label": "x" * 201})
+            await bad.send_op(
+                "annotation.create", {"id": "n", "kind": "note", "data": {"text": "ok"}, "label": "x" * 201}
+            )
         assert info.value.code == "invalid_op"
         # Too fast: a burst beyond the bucket is refused frame by frame, not by disconnecting.
         await asyncio.sleep(1.1)
@@ -98,10 +111,16 @@ async def test_malformed_oversized_and_too_fast_frames_get_errors_while_others_a
 
 async def test_a_client_that_stops_reading_is_dropped_and_others_keep_flowing(world_sqlite: World) -> None:
     world = world_sqlite
-    settings = world.settings.model_copy(update={"ws_send_stall_s": 1.0, "ws_rate_per_s": 1000, "ws_rate_burst": 1000, "chat_max_chars": 60_000})
+    settings = world.settings.model_copy(
+        update={"ws_send_stall_s": 1.0, "ws_rate_per_s": 1000, "ws_rate_burst": 1000, "chat_max_chars": 60_000}
+    )
     room = create_room(world, members={"engineer": "participant", "radiologist": "participant"})
     url = None
-    async with LiveServer(settings) as live, RoomClient(live.base_url, room, world["surgeon"].token) as writer, RoomClient(live.base_url, room, world["engineer"].token) as reader:
+    async with (
+        LiveServer(settings) as live,
+        RoomClient(live.base_url, room, world["surgeon"].token) as writer,
+        RoomClient(live.base_url, room, world["engineer"].token) as reader,
+    ):
         url = live.base_url.replace("http", "ws") + f"/ws/rooms/{room}"
         # A raw client with a tiny receive buffer that never reads.
         async with connect(url, max_queue=1) as stuck:
@@ -119,18 +138,24 @@ async def test_a_client_that_stops_reading_is_dropped_and_others_keep_flowing(wo
             assert writer.reconnects == 0 and reader.reconnects == 0
             async with live.http() as http:
                 metrics = (await http.get("/metrics")).text
-            dropped = [line for line in metrics.splitlines() if line.startswith("trinity_ws_slow_consumers_dropped_total")]
+            dropped = [
+                line for line in metrics.splitlines() if line.startswith("trinity_ws_slow_consumers_dropped_total")
+            ]
             assert dropped and float(dropped[0].split()[-1]) >= 1
 
 
 async def test_a_full_room_refuses_the_next_user(world_sqlite: World) -> None:
     world = world_sqlite
     room = create_room(world, members={"engineer": "participant", "radiologist": "participant"})
-    async with LiveServer(world.settings.model_copy(update={"room_max_online": 2})) as live:
-        async with RoomClient(live.base_url, room, world["surgeon"].token), RoomClient(live.base_url, room, world["engineer"].token):
-            with pytest.raises(RoomClosed) as info:
-                await RoomClient(live.base_url, room, world["radiologist"].token).connect()
-            assert info.value.code == 4009
-            # A second tab of someone already in the room is not a new participant.
-            async with RoomClient(live.base_url, room, world["surgeon"].token) as second_tab:
-                assert second_tab.connected
+    settings = world.settings.model_copy(update={"room_max_online": 2})
+    async with (
+        LiveServer(settings) as live,
+        RoomClient(live.base_url, room, world["surgeon"].token),
+        RoomClient(live.base_url, room, world["engineer"].token),
+    ):
+        with pytest.raises(RoomClosed) as info:
+            await RoomClient(live.base_url, room, world["radiologist"].token).connect()
+        assert info.value.code == 4009
+        # A second tab of someone already in the room is not a new participant.
+        async with RoomClient(live.base_url, room, world["surgeon"].token) as second_tab:
+            assert second_tab.connected

@@ -18,7 +18,10 @@ def marker(annotation_id: str, x: float) -> dict[str, Any]:
 
 async def test_two_clients_annotating_concurrently_converge(world: World, live: LiveServer) -> None:
     room = create_room(world, members={"engineer": "participant"})
-    async with RoomClient(live.base_url, room, world["surgeon"].token) as a, RoomClient(live.base_url, room, world["engineer"].token) as b:
+    async with (
+        RoomClient(live.base_url, room, world["surgeon"].token) as a,
+        RoomClient(live.base_url, room, world["engineer"].token) as b,
+    ):
         for i in range(10):
             await a.send_op("annotation.create", marker(f"shared{i}", i))
         await b.wait_seq(10)
@@ -31,7 +34,9 @@ async def test_two_clients_annotating_concurrently_converge(world: World, live: 
                 try:
                     if current.get("deleted"):
                         continue
-                    await client.send_op("annotation.update", {"id": target, "base_version": current["version"], "label": f"{tag}{step}"})
+                    await client.send_op(
+                        "annotation.update", {"id": target, "base_version": current["version"], "label": f"{tag}{step}"}
+                    )
                 except RoomError as exc:
                     assert exc.code == "stale_version"  # the other writer got there first: rebase next time
                 if step % 7 == 0:
@@ -46,10 +51,14 @@ async def test_two_clients_annotating_concurrently_converge(world: World, live: 
 
     # A late joiner's snapshot is the same state.
     async with RoomClient(live.base_url, room, world["surgeon"].token) as c:
-        assert {x["id"]: x for x in c.state.snapshot()["annotations"]} == {x["id"]: x for x in a.state.snapshot()["annotations"]}
+        assert {x["id"]: x for x in c.state.snapshot()["annotations"]} == {
+            x["id"]: x for x in a.state.snapshot()["annotations"]
+        }
 
 
-async def test_300_ops_from_3_clients_with_random_disconnects_lose_and_duplicate_nothing(world: World, live: LiveServer) -> None:
+async def test_300_ops_from_3_clients_with_random_disconnects_lose_and_duplicate_nothing(
+    world: World, live: LiveServer
+) -> None:
     room = create_room(world, members={"engineer": "participant", "radiologist": "participant"})
     names = ["surgeon", "engineer", "radiologist"]
     clients = [RoomClient(live.base_url, room, world[n].token, max_backoff_s=0.2) for n in names]
@@ -93,10 +102,15 @@ async def test_300_ops_from_3_clients_with_random_disconnects_lose_and_duplicate
         await client.close()
 
 
-async def test_resume_delivers_missed_ops_in_order_and_resends_unacked(world_sqlite: World, live_sqlite: LiveServer) -> None:
+async def test_resume_delivers_missed_ops_in_order_and_resends_unacked(
+    world_sqlite: World, live_sqlite: LiveServer
+) -> None:
     world, live = world_sqlite, live_sqlite
     room = create_room(world, members={"engineer": "participant"})
-    async with RoomClient(live.base_url, room, world["surgeon"].token) as a, RoomClient(live.base_url, room, world["engineer"].token, reconnect=False) as b:
+    async with (
+        RoomClient(live.base_url, room, world["surgeon"].token) as a,
+        RoomClient(live.base_url, room, world["engineer"].token, reconnect=False) as b,
+    ):
         await a.send_op("chat.send", {"text": "first"})
         await b.wait_seq(1)
         epoch = b.epoch
@@ -159,7 +173,10 @@ async def test_reloaded_room_keeps_chat_scene_and_presenter(world_sqlite: World,
 async def test_presence_pointer_and_camera(world_sqlite: World, live_sqlite: LiveServer, count: int) -> None:
     world, live = world_sqlite, live_sqlite
     room = create_room(world, members={"engineer": "participant", "observer": "observer"})
-    async with RoomClient(live.base_url, room, world["surgeon"].token) as a, RoomClient(live.base_url, room, world["engineer"].token) as b:
+    async with (
+        RoomClient(live.base_url, room, world["surgeon"].token) as a,
+        RoomClient(live.base_url, room, world["engineer"].token) as b,
+    ):
         online = await a.wait_for(lambda f: f["type"] == "presence" and f["user"] == world["engineer"].id)
         assert online["status"] == "online" and online["color"].startswith("#")
         await b.send({"type": "presence", "status": "idle"})

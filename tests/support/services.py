@@ -29,7 +29,9 @@ def _pg_admin():  # type: ignore[no-untyped-def]
     import psycopg
 
     try:
-        return psycopg.connect(PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True, connect_timeout=5)
+        return psycopg.connect(
+            PG_ADMIN_URL.replace("postgresql+psycopg://", "postgresql://"), autocommit=True, connect_timeout=5
+        )
     except psycopg.OperationalError as exc:
         missing("PostgreSQL at 127.0.0.1:5432", f"{exc}. Start it: bash .ci/services")
 

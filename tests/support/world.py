@@ -56,7 +56,9 @@ class World:
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
     # Tokens are minted once per session for the seeded template: let them outlive a slow run.
-    return Settings(database_url=database_url, data_dir=data_dir, log_json=False, access_token_ttl_s=6 * 3600, **overrides)
+    return Settings(
+        database_url=database_url, data_dir=data_dir, log_json=False, access_token_ttl_s=6 * 3600, **overrides
+    )
 
 
 def seed_world(settings: Settings, *, b_roles: tuple[str, ...] = ("surgeon", "admin")) -> World:
@@ -69,14 +71,18 @@ def seed_world(settings: Settings, *, b_roles: tuple[str, ...] = ("surgeon", "ad
         accounts.create_site(session, site_id="site-b", name="Hospital B")
         wanted = [("site-a", role, role) for role in ROLES] + [("site-b", f"b-{role}", role) for role in b_roles]
         for site, name, role in wanted:
-            user = accounts.create_user(session, site_id=site, username=name, password=PASSWORD, role=role, display_name=name.title())
+            user = accounts.create_user(
+                session, site_id=site, username=name, password=PASSWORD, role=role, display_name=name.title()
+            )
             pair = auth._open_session(session, settings, user, None)
             world.people[name] = Person(user, pair.access_token, pair.refresh_token)
     db.close()
     return world
 
 
-def create_room(world: World, owner: str = "surgeon", members: dict[str, str] | None = None, kind: str = "consultation") -> str:
+def create_room(
+    world: World, owner: str = "surgeon", members: dict[str, str] | None = None, kind: str = "consultation"
+) -> str:
     """A room owned by `owner`, with members added directly (same site) or via invite (other site)."""
     db = Database(world.settings)
     with db.session() as session:
@@ -86,7 +92,9 @@ def create_room(world: World, owner: str = "surgeon", members: dict[str, str] | 
             if person.user.site_id == room.site_id:
                 rooms.add_member(session, world[owner].principal, room.id, person.id, role)
             else:
-                _, token = rooms.create_invite(session, world[owner].principal, room.id, role=role, expires_in_s=3600, max_uses=1, ttl_max_s=86400)
+                _, token = rooms.create_invite(
+                    session, world[owner].principal, room.id, role=role, expires_in_s=3600, max_uses=1, ttl_max_s=86400
+                )
                 rooms.accept_invite(session, person.principal, token)
     db.close()
     return room.id
@@ -100,7 +108,16 @@ class LiveServer:
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on", ws_max_size=16 * 1024 * 1024, ws_per_message_deflate=settings.ws_per_message_deflate)
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=self.port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+            ws_max_size=16 * 1024 * 1024,
+            ws_per_message_deflate=settings.ws_per_message_deflate,
+        )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 

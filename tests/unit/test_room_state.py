@@ -18,9 +18,18 @@ WATCHER = Actor("wendy", "observer")
 MEMBERS = {"alice": "participant", "bob": "participant", "olga": "owner", "wendy": "observer"}
 
 
-def apply(state: RoomState, actor: Actor, kind: str, payload: dict[str, Any] | None = None, op_id: str | None = None) -> dict[str, Any]:
+def apply(
+    state: RoomState, actor: Actor, kind: str, payload: dict[str, Any] | None = None, op_id: str | None = None
+) -> dict[str, Any]:
     decision = decide(state, actor, kind, payload or {}, members=MEMBERS)  # type: ignore[arg-type]
-    event = {"seq": state.seq + 1, "kind": decision.kind, "user": actor.user_id, "op_id": op_id, "ts": 0, "data": decision.data}
+    event = {
+        "seq": state.seq + 1,
+        "kind": decision.kind,
+        "user": actor.user_id,
+        "op_id": op_id,
+        "ts": 0,
+        "data": decision.data,
+    }
     evolve(state, event)
     return event
 
@@ -37,13 +46,33 @@ def marker(annotation_id: str, x: float = 0.0) -> dict[str, Any]:
 
 def test_distance_angle_and_trajectory_values_are_computed_by_the_server() -> None:
     state = RoomState()
-    d = apply(state, ALICE, "annotation.create", {"id": "d", "kind": "distance", "data": {"a": [1, 2, 3], "b": [4, 6, 3], "value_mm": 999}})
+    d = apply(
+        state,
+        ALICE,
+        "annotation.create",
+        {"id": "d", "kind": "distance", "data": {"a": [1, 2, 3], "b": [4, 6, 3], "value_mm": 999}},
+    )
     assert d["data"]["annotation"]["data"]["value_mm"] == 5.0
-    a = apply(state, ALICE, "annotation.create", {"id": "a", "kind": "angle", "data": {"a": [1, 0, 0], "vertex": [0, 0, 0], "b": [0, 1, 0]}})
+    a = apply(
+        state,
+        ALICE,
+        "annotation.create",
+        {"id": "a", "kind": "angle", "data": {"a": [1, 0, 0], "vertex": [0, 0, 0], "b": [0, 1, 0]}},
+    )
     assert a["data"]["annotation"]["data"]["value_deg"] == pytest.approx(90.0)
-    t = apply(state, ALICE, "annotation.create", {"id": "t", "kind": "trajectory", "data": {"entry": [0, 0, 0], "target": [0, 0, 12], "diameter_mm": 2.5}})
+    t = apply(
+        state,
+        ALICE,
+        "annotation.create",
+        {"id": "t", "kind": "trajectory", "data": {"entry": [0, 0, 0], "target": [0, 0, 12], "diameter_mm": 2.5}},
+    )
     assert t["data"]["annotation"]["data"]["length_mm"] == 12.0
-    p = apply(state, ALICE, "annotation.create", {"id": "p", "kind": "plane", "data": {"point": [0, 0, 0], "normal": [0, 0, 5]}})
+    p = apply(
+        state,
+        ALICE,
+        "annotation.create",
+        {"id": "p", "kind": "plane", "data": {"point": [0, 0, 0], "normal": [0, 0, 5]}},
+    )
     assert p["data"]["annotation"]["data"]["normal"] == [0.0, 0.0, 1.0]
     assert state.seq == 4 and len(state.snapshot()["annotations"]) == 4
 
@@ -70,7 +99,13 @@ def test_malformed_annotations_are_rejected_and_change_nothing(data: dict[str, A
 def test_oversized_annotation_is_rejected() -> None:
     state = RoomState()
     with pytest.raises(OpRejected) as info:
-        decide(state, ALICE, "annotation.create", {"id": "n", "kind": "note", "data": {"text": "x" * 3000}}, limits=Limits(annotation_max_bytes=1000))
+        decide(
+            state,
+            ALICE,
+            "annotation.create",
+            {"id": "n", "kind": "note", "data": {"text": "x" * 3000}},
+            limits=Limits(annotation_max_bytes=1000),
+        )
     assert info.value.code == ErrorCode.TOO_LARGE
 
 
@@ -176,7 +211,12 @@ def test_scene_models_visibility_opacity_color() -> None:
     state = RoomState()
     apply(state, ALICE, "scene.model.add", {"id": "mandible", "name": "Mandible", "url": "/m.glb"})
     apply(state, BOB, "scene.model.set", {"id": "mandible", "visible": False, "opacity": 0.4, "color": "#AABBCC"})
-    assert state.models["mandible"] | {} == {**state.models["mandible"], "visible": False, "opacity": 0.4, "color": "#aabbcc"}
+    assert state.models["mandible"] | {} == {
+        **state.models["mandible"],
+        "visible": False,
+        "opacity": 0.4,
+        "color": "#aabbcc",
+    }
     assert rejected(state, BOB, "scene.model.set", {"id": "mandible", "opacity": 2}) == ErrorCode.INVALID_OP
     assert rejected(state, BOB, "scene.model.set", {"id": "nope", "visible": True}) == ErrorCode.INVALID_OP
 
@@ -195,10 +235,22 @@ def test_replaying_the_log_rebuilds_identical_state() -> None:
                 event = apply(state, actor, "annotation.create", marker(f"m{i}", rng.random()), op_id=f"op{i}")
             elif choice < 0.6:
                 target = rng.choice(live)
-                event = apply(state, actor, "annotation.update", {"id": target["id"], "base_version": target["version"], "label": str(i)}, op_id=f"op{i}")
+                event = apply(
+                    state,
+                    actor,
+                    "annotation.update",
+                    {"id": target["id"], "base_version": target["version"], "label": str(i)},
+                    op_id=f"op{i}",
+                )
             elif choice < 0.7:
                 target = rng.choice(live)
-                event = apply(state, actor, "annotation.delete", {"id": target["id"], "base_version": target["version"]}, op_id=f"op{i}")
+                event = apply(
+                    state,
+                    actor,
+                    "annotation.delete",
+                    {"id": target["id"], "base_version": target["version"]},
+                    op_id=f"op{i}",
+                )
             elif choice < 0.85:
                 event = apply(state, actor, rng.choice(["undo", "redo"]), op_id=f"op{i}")
             else:
@@ -209,4 +261,8 @@ def test_replaying_the_log_rebuilds_identical_state() -> None:
     rebuilt = replay(log)
     assert rebuilt.snapshot() == state.snapshot()
     assert rebuilt.undo == state.undo and rebuilt.redo == state.redo
-    assert rebuilt.seen("alice", log[-1]["op_id"]) or rebuilt.seen("bob", log[-1]["op_id"]) or rebuilt.seen("olga", log[-1]["op_id"])
+    assert (
+        rebuilt.seen("alice", log[-1]["op_id"])
+        or rebuilt.seen("bob", log[-1]["op_id"])
+        or rebuilt.seen("olga", log[-1]["op_id"])
+    )
