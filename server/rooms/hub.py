@@ -26,7 +26,7 @@ from server.core.metrics import Metrics
 from server.rooms.connection import Connection
 from server.rooms.protocol import CLOSE_ROOM_FULL, PROTOCOL_VERSION, ErrorCode, OpRejected
 from server.rooms.state import SYSTEM_USER, Actor, Limits, RoomRole, RoomState, decide, evolve, replay
-from server.rooms.store import RoomLog, SeqConflict
+from server.rooms.store import GroupCommitWriter, RoomLog, SeqConflict
 from server.settings import Settings
 
 log = logging.getLogger("trinity.rooms")
@@ -94,6 +94,7 @@ class RoomHub:
         room_id: str,
         *,
         db: Database,
+        writer: GroupCommitWriter,
         bus: EventBus,
         settings: Settings,
         metrics: Metrics,
@@ -102,6 +103,7 @@ class RoomHub:
         self.room_id = room_id
         self.db = db
         self.log = RoomLog(db.engine)
+        self.writer = writer
         self.bus = bus
         self.settings = settings
         self.metrics = metrics
@@ -232,7 +234,7 @@ class RoomHub:
         if events:
             base = events[0]["seq"] - 1
             try:
-                await self.db.run_write(self.log.append, self.room_id, base, events)
+                await self.writer.append(self.room_id, base, events)
             except SeqConflict:
                 # Another instance wrote first: catch up from the log and decide these ops again.
                 await self._reload()

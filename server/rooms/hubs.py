@@ -10,6 +10,7 @@ from server.core.db import Database
 from server.core.metrics import Metrics
 from server.rooms import service
 from server.rooms.hub import MemberInfo, RoomHub, dumps
+from server.rooms.store import GroupCommitWriter
 from server.settings import Settings
 
 UNLOAD_AFTER_S = 120.0
@@ -21,6 +22,7 @@ class Hubs:
         self.bus = bus
         self.settings = settings
         self.metrics = metrics
+        self.writer = GroupCommitWriter(db)
         self._hubs: dict[str, RoomHub] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._unload_tasks: dict[str, asyncio.Task[None]] = {}
@@ -50,7 +52,13 @@ class Hubs:
             if hub is None:
                 room_info, members = await self.db.run_read(self._load_room, room_id)
                 hub = RoomHub(
-                    room_id, db=self.db, bus=self.bus, settings=self.settings, metrics=self.metrics, room_info=room_info
+                    room_id,
+                    db=self.db,
+                    writer=self.writer,
+                    bus=self.bus,
+                    settings=self.settings,
+                    metrics=self.metrics,
+                    room_info=room_info,
                 )
                 await hub.load(members)
                 self._hubs[room_id] = hub
@@ -100,3 +108,4 @@ class Hubs:
             with contextlib.suppress(Exception):
                 await hub.close()
         self._hubs.clear()
+        await self.writer.close()
