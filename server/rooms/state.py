@@ -72,6 +72,7 @@ class RoomState:
     undo: dict[str, list[UndoEntry]] = field(default_factory=dict)
     redo: dict[str, list[UndoEntry]] = field(default_factory=dict)
     op_index: dict[tuple[str, str], int] = field(default_factory=dict)  # (user, op_id) -> seq
+    history_refs: dict[str, set[str]] = field(default_factory=dict)  # annotation -> users whose history has it
 
     def seen(self, user_id: str, op_id: str) -> int | None:
         return self.op_index.get((user_id, op_id))
@@ -333,11 +334,18 @@ def _rebase(stack: list[UndoEntry], annotation_id: str, version: int) -> None:
 
 
 def _forget_for_others(state: RoomState, annotation_id: str, user: str) -> None:
-    """Someone else's history for this annotation is obsolete once it changed under them."""
-    for stacks in (state.undo, state.redo):
-        for other, stack in stacks.items():
-            if other != user and any(e.annotation_id == annotation_id for e in stack):
+    """Someone else's history for this annotation is obsolete once it changed under them.
+
+    `history_refs` says whose stacks mention the annotation, so this costs nothing in the usual case
+    instead of scanning every user's history on every event."""
+    for other in state.history_refs.get(annotation_id, ()):
+        if other == user:
+            continue
+        for stacks in (state.undo, state.redo):
+            stack = stacks.get(other)
+            if stack:
                 stack[:] = [e for e in stack if e.annotation_id != annotation_id]
+    state.history_refs[annotation_id] = {user}
 
 
 def evolve(state: RoomState, event: dict[str, Any]) -> None:
