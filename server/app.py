@@ -14,8 +14,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from server.accounts.api import router as accounts_router
+from server.accounts.models import Site
 from server.cases.api import router as cases_router
 from server.core import migrate
+from server.core.blobs import FilesystemBlobStore
 from server.core.bus import EventBus, InMemoryBus
 from server.core.db import Database
 from server.core.errors import TrinityError
@@ -38,6 +40,13 @@ def make_bus(settings: Settings) -> EventBus:
     if settings.redis_url:
         raise NotImplementedError("the Redis event bus arrives with the scale-out issue; unset TRINITY_REDIS_URL")
     return InMemoryBus(instance_id=uuid.uuid4().hex[:8])
+
+
+def site_quota(db: Database, site_id: str) -> int | None:
+    """A site's storage quota in bytes (None: unlimited), read when a blob is stored."""
+    with db.session() as session:
+        site = session.get(Site, site_id)
+        return site.storage_quota_bytes if site else 0
 
 
 def make_job_runner(settings: Settings, db: Database, hubs: Hubs) -> JobRunner:
@@ -63,6 +72,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.db = db
         app.state.bus = bus
         app.state.metrics = metrics
+        app.state.blobs = FilesystemBlobStore(settings.blob_dir, quotas=lambda site_id: site_quota(db, site_id))
+        await app.state.blobs.start()
         app.state.hubs = Hubs(db=db, bus=bus, settings=settings, metrics=metrics)
         app.state.jobs = make_job_runner(settings, db, app.state.hubs)
         await app.state.jobs.start()

@@ -73,5 +73,9 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'trinity.db').as_posix()}"
 
     @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
