@@ -19,6 +19,7 @@ from server.cases.api import router as cases_router
 from server.core import migrate
 from server.core.blobs import FilesystemBlobStore
 from server.core.bus import EventBus, InMemoryBus
+from server.core.bus_redis import RedisBus
 from server.core.db import Database
 from server.core.errors import TrinityError
 from server.core.jobs import JobRunner
@@ -37,9 +38,10 @@ WEB_DIST = Path(__file__).resolve().parent.parent / "web" / "dist"
 
 
 def make_bus(settings: Settings) -> EventBus:
+    instance_id = uuid.uuid4().hex[:12]
     if settings.redis_url:
-        raise NotImplementedError("the Redis event bus arrives with the scale-out issue; unset TRINITY_REDIS_URL")
-    return InMemoryBus(instance_id=uuid.uuid4().hex[:8])
+        return RedisBus(settings.redis_url, instance_id)
+    return InMemoryBus(instance_id=instance_id)
 
 
 def site_quota(db: Database, site_id: str) -> int | None:
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.blobs = FilesystemBlobStore(settings.blob_dir, quotas=lambda site_id: site_quota(db, site_id))
         await app.state.blobs.start()
         app.state.hubs = Hubs(db=db, bus=bus, settings=settings, metrics=metrics)
+        if isinstance(bus, RedisBus):
+            bus.on_reconnect.append(app.state.hubs.resync_all)
         app.state.jobs = make_job_runner(settings, db, app.state.hubs)
         await app.state.jobs.start()
         log.info("trinity started", extra={"database": "sqlite" if db.is_sqlite else "postgresql"})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections import deque
@@ -24,37 +23,17 @@ from server.core.bus import EventBus
 from server.core.db import Database, now_ms
 from server.core.metrics import Metrics
 from server.rooms.connection import Connection
-from server.rooms.protocol import CLOSE_ROOM_FULL, PROTOCOL_VERSION, ErrorCode, OpRejected
+from server.rooms.frames import dumps
+from server.rooms.presence import RoomPresence
+from server.rooms.protocol import ErrorCode, OpRejected
 from server.rooms.state import SYSTEM_USER, Actor, Limits, RoomRole, RoomState, decide, evolve, replay
 from server.rooms.store import GroupCommitWriter, RoomLog, SeqConflict
 from server.settings import Settings
 
 log = logging.getLogger("trinity.rooms")
 
-PALETTE = (
-    "#e6194b",
-    "#3cb44b",
-    "#4363d8",
-    "#f58231",
-    "#911eb4",
-    "#42d4f4",
-    "#f032e6",
-    "#bfef45",
-    "#fabed4",
-    "#469990",
-    "#dcbeff",
-    "#9a6324",
-)
 RECENT_FRAMES = 2000
 MAX_BATCH = 256
-
-
-def user_color(user_id: str) -> str:
-    return PALETTE[int(hashlib.sha1(user_id.encode()).hexdigest(), 16) % len(PALETTE)]
-
-
-def dumps(frame: dict[str, Any]) -> str:
-    return orjson.dumps(frame).decode()
 
 
 @dataclass
@@ -81,6 +60,21 @@ class Leave:
 
 
 @dataclass
+class Remote:
+    """A sequenced event another instance stored and published."""
+
+    frame: str
+
+
+@dataclass
+class Resync:
+    """Catch up from the log (the bus was away and may have missed events)."""
+
+
+Command = Op | Join | Leave | Remote | Resync
+
+
+@dataclass
 class MemberInfo:
     user_id: str
     display_name: str
@@ -88,7 +82,7 @@ class MemberInfo:
     role: RoomRole
 
 
-class RoomHub:
+class RoomHub(RoomPresence):
     def __init__(
         self,
         room_id: str,
@@ -116,7 +110,8 @@ class RoomHub:
         self.presence: dict[str, str] = {}  # user -> active | idle
         self.camera: dict[str, Any] | None = None
         self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT_FRAMES)
-        self.inbox: asyncio.Queue[Op | Join | Leave] = asyncio.Queue()
+        self.inbox: asyncio.Queue[Command] = asyncio.Queue()
+        self.delivered_seq = 0  # the last event fanned out to this instance's connections
         self._task: asyncio.Task[None] | None = None
         self._timers: dict[Any, asyncio.TimerHandle] = {}
         self._pending_ephemeral: dict[Any, tuple[dict[str, Any], Any, Connection]] = {}
@@ -129,13 +124,37 @@ class RoomHub:
         self._task = asyncio.create_task(self._run(), name=f"room-{self.room_id}")
 
     async def _reload(self) -> None:
+        """Rebuild the state from the log (dropping anything evolved but not stored) and deliver what
+        this instance's clients have not seen yet (events another instance stored meanwhile)."""
         epoch, _seq, _archived = await self.db.run_read(self.log.head, self.room_id)
         events = await self.db.run_read(self.log.events_after, self.room_id, 0)
         self.epoch = epoch
         self.state = replay(events)
-        self.recent.clear()
-        for event in events[-RECENT_FRAMES:]:
-            self.recent.append((event["seq"], dumps({"type": "event", **event})))
+        if not self._task:  # first load: nothing was delivered by this hub yet
+            self.delivered_seq = self.state.seq
+            for event in events[-RECENT_FRAMES:]:
+                self.recent.append((event["seq"], dumps({"type": "event", **event})))
+            return
+        for event in events:
+            if event["seq"] > self.delivered_seq:
+                self._deliver(event, dumps({"type": "event", **event}))
+
+    async def _catch_up(self) -> None:
+        events = await self.db.run_read(self.log.events_after, self.room_id, self.state.seq)
+        for event in events:
+            evolve(self.state, event)
+            self._deliver(event, dumps({"type": "event", **event}))
+
+    def _deliver(self, event: dict[str, Any], frame: str) -> None:
+        """Fan a stored event out to this instance's connections, strictly in sequence order."""
+        if event["seq"] != self.delivered_seq + 1:
+            return
+        self.delivered_seq = event["seq"]
+        self.recent.append((event["seq"], frame))
+        for conn in self.connections.values():
+            conn.push(frame)
+        self.metrics.messages_out.inc(len(self.connections))
+        self._after_event(event)
 
     async def close(self) -> None:
         self.bus.unsubscribe(self.room_id, self._on_bus)
@@ -146,13 +165,15 @@ class RoomHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    @property
-    def online_users(self) -> set[str]:
-        return {c.user_id for c in self.connections.values()}
-
     # ---- entry points (called by the WebSocket edge and REST) ------------------------------------
     def submit(self, conn: Connection, op_id: str, kind: str, payload: dict[str, Any]) -> None:
         self.inbox.put_nowait(Op(conn, conn.actor, op_id, kind, payload))
+
+    def _system_op(self, kind: str) -> Op:
+        return Op(None, Actor(SYSTEM_USER, "system"), None, kind, {})
+
+    def resync(self) -> None:
+        self.inbox.put_nowait(Resync())
 
     async def system_op(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
@@ -190,7 +211,7 @@ class RoomHub:
                 log.exception("room actor failed on a batch", extra={"room_id": self.room_id})
                 await self._reload()
 
-    async def _process(self, batch: list[Op | Join | Leave]) -> None:
+    async def _process(self, batch: list[Command]) -> None:
         pending: list[tuple[Op, dict[str, Any] | None, int | None]] = []
         for command in batch:
             if isinstance(command, Op):
@@ -200,9 +221,24 @@ class RoomHub:
             pending = []
             if isinstance(command, Join):
                 command.done.set_result(await self._join(command.conn, command.resume))
-            else:
+            elif isinstance(command, Leave):
                 self._leave(command.conn)
+            elif isinstance(command, Remote):
+                await self._apply_remote(command.frame)
+            else:
+                await self._catch_up()
         await self._flush(pending)
+
+    async def _apply_remote(self, frame: str) -> None:
+        event = orjson.loads(frame)
+        event.pop("type", None)
+        if event["seq"] <= self.state.seq:
+            return  # already have it (we caught up from the log first)
+        if event["seq"] == self.state.seq + 1:
+            evolve(self.state, event)
+            self._deliver(event, frame)
+        else:
+            await self._catch_up()  # a gap: the log has everything, in order
 
     def _decide(self, op: Op, pending: list[tuple[Op, dict[str, Any] | None, int | None]]) -> None:
         if op.op_id is not None:
@@ -254,11 +290,10 @@ class RoomHub:
         for op, event, seen in pending:
             if event is not None:
                 frame = dumps({"type": "event", **event})
-                self.recent.append((event["seq"], frame))
+                self._deliver(event, frame)
                 await self.bus.publish(
                     self.room_id, {"origin": self.bus.instance_id, "kind": "event", "seq": event["seq"], "frame": frame}
                 )
-                self._after_event(event)
                 seq = event["seq"]
             else:
                 seq = seen
@@ -293,9 +328,9 @@ class RoomHub:
     def _on_bus(self, message: dict[str, Any]) -> None:
         frame = message["frame"]
         if message["kind"] == "event":
-            targets = list(self.connections.values())
-            for conn in targets:
-                conn.push(frame)
+            if message.get("origin") != self.bus.instance_id:
+                self.inbox.put_nowait(Remote(frame))  # our own events were delivered when stored
+            return
         else:
             key = message.get("key")
             sender = message.get("user")
@@ -310,192 +345,3 @@ class RoomHub:
     async def publish_ephemeral(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:
         message = {"origin": self.bus.instance_id, "kind": "ephemeral", "frame": dumps(frame), "user": user, "key": key}
         await self.bus.publish(self.room_id, message)
-
-    # ---- presence, joins and leaves ---------------------------------------------------------------
-    def presence_list(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "user": uid,
-                "status": self.presence.get(uid, "active"),
-                "color": user_color(uid),
-                "name": self.members[uid].display_name if uid in self.members else uid,
-            }
-            for uid in sorted(self.online_users)
-        ]
-
-    def members_list(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "user": m.user_id,
-                "name": m.display_name,
-                "site": m.site_id,
-                "role": m.role,
-                "color": user_color(m.user_id),
-            }
-            for m in self.members.values()
-        ]
-
-    async def _join(self, conn: Connection, resume: dict[str, Any] | None) -> bool:
-        first_of_user = conn.user_id not in self.online_users
-        if first_of_user and len(self.online_users) >= self.settings.room_max_online:
-            self.metrics.errors.labels(code="room_full").inc()
-            conn.push(
-                dumps(
-                    {
-                        "type": "error",
-                        "code": "room_full",
-                        "message": f"room is full ({self.settings.room_max_online} online)",
-                    }
-                )
-            )
-            conn.drop(CLOSE_ROOM_FULL, "room full")
-            return False
-        you = {"user": conn.user_id, "role": conn.role, "color": user_color(conn.user_id), "conn": conn.id}
-        limits = self.client_limits()
-        missed = await self._missed_frames(resume)
-        if missed is None:
-            snapshot = {
-                **self.state.snapshot(),
-                "members": self.members_list(),
-                "presence": self.presence_list(),
-                "camera": self.camera,
-            }
-            conn.push(
-                dumps(
-                    {
-                        "type": "welcome",
-                        "protocol": PROTOCOL_VERSION,
-                        "room": self.room_info,
-                        "you": you,
-                        "epoch": self.epoch,
-                        "seq": self.state.seq,
-                        "limits": limits,
-                        "snapshot": snapshot,
-                    }
-                )
-            )
-        else:
-            header = {
-                "type": "resumed",
-                "protocol": PROTOCOL_VERSION,
-                "room": self.room_info,
-                "you": you,
-                "epoch": self.epoch,
-                "from_seq": resume["seq"] if resume else 0,
-                "seq": self.state.seq,
-                "limits": limits,
-            }
-            header.update(
-                members=self.members_list(),
-                presence=self.presence_list(),
-                camera=self.camera,
-                presenter=self.state.presenter,
-            )
-            conn.push(dumps(header))
-            for frame in missed:
-                conn.push(frame)
-        self.connections[conn.id] = conn
-        self.metrics.connections.inc()
-        self._cancel_timer(("presenter-release", conn.user_id))
-        if first_of_user:
-            self.presence[conn.user_id] = "active"
-            self._presence_changed(conn.user_id, "online")
-        return True
-
-    def client_limits(self) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "rate_per_s": s.ws_rate_per_s,
-            "burst": s.ws_rate_burst,
-            "max_message_bytes": s.ws_max_message_bytes,
-            "pointer_max_hz": s.pointer_max_hz,
-            "camera_max_hz": s.camera_max_hz,
-        }
-
-    async def _missed_frames(self, resume: dict[str, Any] | None) -> list[str] | None:
-        """The frames a resuming client missed, or None when it must take a fresh snapshot."""
-        if not resume or resume.get("epoch") != self.epoch:
-            return None
-        since = resume.get("seq")
-        if not isinstance(since, int) or since < 0 or since > self.state.seq:
-            return None
-        if self.state.seq - since > self.settings.room_resume_max_ops:
-            return None
-        if since == self.state.seq:
-            return []
-        if self.recent and self.recent[0][0] <= since + 1:
-            return [frame for seq, frame in self.recent if seq > since]
-        events = await self.db.run_read(self.log.events_after, self.room_id, since)  # older than memory
-        return [dumps({"type": "event", **event}) for event in events]
-
-    def _leave(self, conn: Connection) -> None:
-        if self.connections.pop(conn.id, None) is None:
-            return
-        self.metrics.connections.dec()
-        if conn.user_id in self.online_users:
-            return
-        self.presence.pop(conn.user_id, None)
-        self._presence_changed(conn.user_id, "offline")
-        if self.state.presenter == conn.user_id:
-            # Hand the room back after a grace period, so a network blip does not cost the presenter role.
-            loop = asyncio.get_running_loop()
-            self._timers[("presenter-release", conn.user_id)] = loop.call_later(
-                self.settings.presenter_grace_s, self._release_presenter_if_gone, conn.user_id
-            )
-
-    def _release_presenter_if_gone(self, user_id: str) -> None:
-        self._timers.pop(("presenter-release", user_id), None)
-        if self.state.presenter == user_id and user_id not in self.online_users:
-            self.inbox.put_nowait(Op(None, Actor(SYSTEM_USER, "system"), None, "presenter.release", {}))
-
-    def _cancel_timer(self, key: Any) -> None:
-        timer = self._timers.pop(key, None)
-        if timer:
-            timer.cancel()
-
-    def _presence_changed(self, user_id: str, status: str) -> None:
-        name = self.members[user_id].display_name if user_id in self.members else user_id
-        frame = {"type": "presence", "user": user_id, "status": status, "color": user_color(user_id), "name": name}
-        asyncio.get_running_loop().create_task(self.publish_ephemeral(frame, user=None))
-
-    def set_presence(self, conn: Connection, status: str) -> None:
-        if self.presence.get(conn.user_id) != status:
-            self.presence[conn.user_id] = status
-            self._presence_changed(conn.user_id, status)
-
-    # ---- pointer and camera: ephemeral, throttled per connection, latest wins ---------------------
-    def pointer(self, conn: Connection, payload: dict[str, Any]) -> None:
-        frame = {"type": "pointer", "user": conn.user_id, "color": user_color(conn.user_id), **payload}
-        self._throttled(conn, "pointer", frame, self.settings.pointer_max_hz, ("pointer", conn.user_id))
-
-    def camera_update(self, conn: Connection, payload: dict[str, Any]) -> None:
-        if self.state.presenter != conn.user_id:
-            raise OpRejected(ErrorCode.NOT_PRESENTER, "only the presenter moves the shared camera")
-        self.camera = {"user": conn.user_id, **payload}
-        frame = {"type": "camera", **self.camera}
-        self._throttled(conn, "camera", frame, self.settings.camera_max_hz, ("camera",))
-
-    def _throttled(self, conn: Connection, kind: str, frame: dict[str, Any], max_hz: float, key: Any) -> None:
-        """Send at most max_hz per connection; in between keep only the newest and send it when due."""
-        timer_key = (kind, conn.id)
-        attr = f"last_{kind}_s"
-        now = time.monotonic()
-        due = getattr(conn, attr) + 1.0 / max_hz
-        if now >= due and timer_key not in self._timers:
-            setattr(conn, attr, now)
-            asyncio.get_running_loop().create_task(self.publish_ephemeral(frame, user=conn.user_id, key=key))
-            return
-        self._pending_ephemeral[timer_key] = (frame, key, conn)
-        if timer_key not in self._timers:
-            self._timers[timer_key] = asyncio.get_running_loop().call_later(
-                max(0.0, due - now), self._flush_ephemeral, timer_key, attr
-            )
-
-    def _flush_ephemeral(self, timer_key: Any, attr: str) -> None:
-        self._timers.pop(timer_key, None)
-        pending = self._pending_ephemeral.pop(timer_key, None)
-        if pending is None:
-            return
-        frame, key, conn = pending
-        setattr(conn, attr, time.monotonic())
-        asyncio.get_running_loop().create_task(self.publish_ephemeral(frame, user=conn.user_id, key=key))

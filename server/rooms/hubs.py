@@ -38,6 +38,11 @@ class Hubs:
         }
         await self.bus.publish(room_id, message)
 
+    def resync_all(self) -> None:
+        """The bus was away: every loaded room catches up from the log."""
+        for hub in self._hubs.values():
+            hub.resync()
+
     def loaded(self, room_id: str) -> RoomHub | None:
         return self._hubs.get(room_id)
 
