@@ -63,3 +63,11 @@ async def live(world: World) -> AsyncIterator[LiveServer]:
 async def live_sqlite(world_sqlite: World) -> AsyncIterator[LiveServer]:
     async with LiveServer(world_sqlite.settings) as server:
         yield server
+
+
+@pytest.fixture
+def world_pg(postgres_template: tuple[str, World], tmp_path: Path) -> Iterator[World]:
+    """The seeded world on its own PostgreSQL database (for tests that run several server processes)."""
+    name, template = postgres_template
+    with postgres_database(template=name) as url:
+        yield _copy_world(template, url, tmp_path)

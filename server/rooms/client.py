@@ -58,7 +58,7 @@ def state_from_snapshot(snapshot: dict[str, Any]) -> RoomState:
 class RoomClient:
     def __init__(
         self,
-        base_url: str,
+        base_url: str | list[str],
         room_id: str,
         token: str | Callable[[], str],
         *,
@@ -66,8 +66,13 @@ class RoomClient:
         max_backoff_s: float = 2.0,
         queue_max: int = 100_000,
     ) -> None:
-        ws_base = base_url.replace("https://", "wss://").replace("http://", "ws://").rstrip("/")
-        self.url = f"{ws_base}/ws/rooms/{room_id}"
+        # Several base URLs (instances): a lost connection moves on to the next one.
+        bases = [base_url] if isinstance(base_url, str) else list(base_url)
+        self.urls = [
+            f"{b.replace('https://', 'wss://').replace('http://', 'ws://').rstrip('/')}/ws/rooms/{room_id}"
+            for b in bases
+        ]
+        self._url_index = 0
         self.room_id = room_id
         self._token = token
         self.reconnect = reconnect
@@ -99,6 +104,10 @@ class RoomClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def url(self) -> str:
+        return self.urls[self._url_index]
 
     @property
     def seq(self) -> int:
@@ -278,6 +287,7 @@ class RoomClient:
                     self._fail(RoomClosed(None, "connection lost"))
                 return
             self.reconnects += 1
+            self._url_index = (self._url_index + 1) % len(self.urls)
             await asyncio.sleep(backoff)
             backoff = min(self.max_backoff_s, backoff * 2)
 

@@ -47,3 +47,12 @@ def postgres_database(template: str | None = None) -> Iterator[str]:
     finally:
         with _pg_admin() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def require_redis() -> None:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        missing("Redis at 127.0.0.1:6379", f"{exc}. Start it: bash .ci/services")

@@ -1,0 +1,93 @@
+"""Several app instances on one PostgreSQL and one Redis: one order for everyone, failover, no loss."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from server.rooms.client import RoomClient
+from tests.support.process import ServerProcess
+from tests.support.services import REDIS_URL, require_redis
+from tests.support.world import World, create_room
+
+pytestmark = pytest.mark.multiprocess
+
+
+@pytest.fixture
+def instances(world_pg: World, tmp_path: Path) -> Iterator[list[ServerProcess]]:
+    require_redis()
+    env = {
+        "TRINITY_DATABASE_URL": world_pg.settings.effective_database_url,
+        "TRINITY_REDIS_URL": REDIS_URL,
+        "TRINITY_DATA_DIR": str(tmp_path),
+    }
+    servers = [ServerProcess(env, tmp_path / f"instance-{i}.log") for i in range(2)]
+    for server in servers:
+        server.start()
+    yield servers
+    for server in servers:
+        server.stop()
+
+
+async def test_clients_on_different_instances_see_one_order(world_pg: World, instances: list[ServerProcess]) -> None:
+    world = world_pg
+    room = create_room(world, members={"engineer": "participant", "radiologist": "participant"})
+    names = ["surgeon", "engineer", "radiologist"]
+    clients = [RoomClient(instances[i % 2].base_url, room, world[n].token) for i, n in enumerate(names)]
+    for client in clients:
+        await client.connect()
+
+    async def write(index: int, client: RoomClient) -> None:
+        for i in range(40):
+            await client.send_op(
+                "annotation.create", {"id": f"{index}-{i}", "kind": "marker", "data": {"point": [i, index, 0]}}
+            )
+
+    await asyncio.gather(*(write(i, c) for i, c in enumerate(clients)))
+    for client in clients:
+        await client.wait_seq(120, timeout=20)
+    orders = [[(a["id"], a["version"]) for a in c.state.snapshot()["annotations"]] for c in clients]
+    assert orders[0] == orders[1] == orders[2] and len(orders[0]) == 120
+    seqs = [sorted(a["id"] for a in c.state.annotations.values()) for c in clients]
+    assert seqs[0] == seqs[1] == seqs[2]
+    for client in clients:
+        await client.close()
+
+
+async def test_killed_instance_clients_resume_on_the_other_without_loss(
+    world_pg: World, instances: list[ServerProcess]
+) -> None:
+    world = world_pg
+    room = create_room(world, members={"engineer": "participant"})
+    a_urls = [instances[0].base_url, instances[1].base_url]
+    writers = [
+        RoomClient(a_urls, room, world["surgeon"].token, max_backoff_s=0.2),
+        RoomClient([instances[1].base_url], room, world["engineer"].token, max_backoff_s=0.2),
+    ]
+    for writer in writers:
+        await writer.connect()
+    rng = random.Random(7)
+    futures = []
+
+    async def write(index: int, writer: RoomClient) -> None:
+        for i in range(150):
+            futures.append(writer.submit_op("chat.send", {"text": f"{index}:{i}"}))
+            await asyncio.sleep(rng.uniform(0.005, 0.03))
+
+    tasks = [asyncio.create_task(write(i, w)) for i, w in enumerate(writers)]
+    await asyncio.sleep(1.0)
+    instances[0].kill()
+    await asyncio.gather(*tasks)
+    seqs = await asyncio.wait_for(asyncio.gather(*futures), 60)
+    assert sorted(seqs) == list(range(1, 301))
+    assert writers[0].reconnects >= 1 and writers[0].url.startswith(instances[1].base_url.replace("http", "ws"))
+    for writer in writers:
+        await writer.wait_seq(300, timeout=20)
+    histories = [[(m["seq"], m["text"]) for m in w.state.chat] for w in writers]
+    assert histories[0] == histories[1]
+    for writer in writers:
+        await writer.close()
