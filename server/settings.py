@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     room_resume_max_ops: int = 5000  # beyond this a resuming client gets a fresh snapshot
     pointer_max_hz: float = 20.0
     camera_max_hz: float = 30.0
+    presence_heartbeat_s: float = 2.0  # how often instances share who is online (Redis bus)
+    presence_ttl_s: float = 6.0  # a dead instance's users disappear within ttl + heartbeat (< 10 s)
     presenter_grace_s: float = 15.0  # a disconnected presenter keeps the role this long
     annotation_max_bytes: int = 16 * 1024
     chat_max_chars: int = 4000

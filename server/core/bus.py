@@ -30,6 +30,11 @@ class EventBus(Protocol):
 
     def is_ready(self) -> bool: ...
 
+    async def share_presence(self, room_id: str, local: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
+        """Publish this instance's online users of a room (valid for ttl_s) and return those of the
+        other live instances (None when unknown, e.g. the broker is away)."""
+        ...
+
 
 class InMemoryBus:
     """Delivers synchronously, in publish order, to this process's subscribers."""
@@ -60,3 +65,6 @@ class InMemoryBus:
 
     def is_ready(self) -> bool:
         return True
+
+    async def share_presence(self, room_id: str, local: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
+        return {}  # one process: nobody else

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -90,6 +91,39 @@ class RedisBus:
             if self._ready:
                 log.warning("Redis publish failed; other instances will catch up from the database: %s", exc)
             self._ready = False
+
+    async def share_presence(self, room_id: str, local: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
+        """One hash per room, a field per instance holding its users and an expiry time: an instance
+        that dies stops refreshing its field and its users drop out of everyone's view within ttl_s."""
+        if not self._redis:
+            return None
+        key = f"trinity:presence:{room_id}"
+        now = time.time()
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                if local:
+                    pipe.hset(key, self.instance_id, orjson.dumps({"users": local, "expires": now + ttl_s}))
+                else:
+                    pipe.hdel(key, self.instance_id)
+                pipe.expire(key, int(ttl_s * 3) + 1)
+                pipe.hgetall(key)
+                *_, entries = await pipe.execute()
+        except RedisError:
+            return None
+        remote: dict[str, Any] = {}
+        stale = []
+        for instance, raw in entries.items():
+            if instance.decode() == self.instance_id:
+                continue
+            value = orjson.loads(raw)
+            if value["expires"] < now:
+                stale.append(instance)
+            else:
+                remote.update(value["users"])
+        if stale:
+            with contextlib.suppress(RedisError):
+                await self._redis.hdel(key, *stale)
+        return remote
 
     def subscribe(self, room_id: str, handler: BusHandler) -> None:
         if room_id not in self._handlers:

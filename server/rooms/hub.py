@@ -112,6 +112,8 @@ class RoomHub(RoomPresence):
         self.recent: deque[tuple[int, str]] = deque(maxlen=RECENT_FRAMES)
         self.inbox: asyncio.Queue[Command] = asyncio.Queue()
         self.delivered_seq = 0  # the last event fanned out to this instance's connections
+        self.remote_presence: dict[str, dict[str, Any]] = {}  # users online on other instances
+        self._heartbeat: asyncio.Task[None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._timers: dict[Any, asyncio.TimerHandle] = {}
         self._pending_ephemeral: dict[Any, tuple[dict[str, Any], Any, Connection]] = {}
@@ -122,6 +124,7 @@ class RoomHub(RoomPresence):
         self.members = {m.user_id: m for m in members}
         self.bus.subscribe(self.room_id, self._on_bus)
         self._task = asyncio.create_task(self._run(), name=f"room-{self.room_id}")
+        self._heartbeat = asyncio.create_task(self.presence_heartbeat(), name=f"presence-{self.room_id}")
 
     async def _reload(self) -> None:
         """Rebuild the state from the log (dropping anything evolved but not stored) and deliver what
@@ -160,6 +163,8 @@ class RoomHub(RoomPresence):
         self.bus.unsubscribe(self.room_id, self._on_bus)
         for timer in self._timers.values():
             timer.cancel()
+        if self._heartbeat:
+            self._heartbeat.cancel()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

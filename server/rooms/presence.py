@@ -16,6 +16,7 @@ from server.rooms.protocol import CLOSE_ROOM_FULL, PROTOCOL_VERSION, ErrorCode, 
 from server.rooms.state import RoomState
 
 if TYPE_CHECKING:
+    from server.core.bus import EventBus
     from server.core.db import Database
     from server.core.metrics import Metrics
     from server.rooms.hub import MemberInfo, Op
@@ -39,11 +40,43 @@ class RoomPresence:
     recent: deque[tuple[int, str]]
     inbox: asyncio.Queue[Any]
     _timers: dict[Any, asyncio.TimerHandle]
+    bus: EventBus
+    remote_presence: dict[str, dict[str, Any]]
     _pending_ephemeral: dict[Any, tuple[dict[str, Any], Any, Connection]]
 
     @property
     def online_users(self) -> set[str]:
+        """Users connected to this instance."""
         return {c.user_id for c in self.connections.values()}
+
+    @property
+    def room_online_users(self) -> set[str]:
+        """Users connected to any live instance."""
+        return self.online_users | set(self.remote_presence)
+
+    async def presence_heartbeat(self) -> None:
+        """Share this instance's online users and learn the others'; users of an instance that
+        stopped answering go offline for our clients once its entry expires."""
+        while True:
+            local = {uid: {"status": self.presence.get(uid, "active")} for uid in self.online_users}
+            remote = await self.bus.share_presence(self.room_id, local, self.settings.presence_ttl_s)
+            if remote is not None:
+                self._apply_remote_presence(remote)
+            await asyncio.sleep(self.settings.presence_heartbeat_s)
+
+    def _apply_remote_presence(self, remote: dict[str, dict[str, Any]]) -> None:
+        before, self.remote_presence = self.remote_presence, remote
+        local = self.online_users
+        changes = [(u, "online") for u in remote if u not in before and u not in local]
+        changes += [(u, "offline") for u in before if u not in remote and u not in local]
+        for user_id, status in changes:
+            frame = dumps(self._presence_frame(user_id, status))
+            for conn in self.connections.values():
+                conn.push(frame)
+
+    def _presence_frame(self, user_id: str, status: str) -> dict[str, Any]:
+        name = self.members[user_id].display_name if user_id in self.members else user_id
+        return {"type": "presence", "user": user_id, "status": status, "color": user_color(user_id), "name": name}
 
     async def publish_ephemeral(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:
         raise NotImplementedError
@@ -55,12 +88,11 @@ class RoomPresence:
     def presence_list(self) -> list[dict[str, Any]]:
         return [
             {
-                "user": uid,
-                "status": self.presence.get(uid, "active"),
-                "color": user_color(uid),
-                "name": self.members[uid].display_name if uid in self.members else uid,
+                **self._presence_frame(
+                    uid, self.presence.get(uid) or self.remote_presence.get(uid, {}).get("status", "active")
+                ),
             }
-            for uid in sorted(self.online_users)
+            for uid in sorted(self.room_online_users)
         ]
 
     def members_list(self) -> list[dict[str, Any]]:
@@ -77,7 +109,7 @@ class RoomPresence:
 
     async def _join(self, conn: Connection, resume: dict[str, Any] | None) -> bool:
         first_of_user = conn.user_id not in self.online_users
-        if first_of_user and len(self.online_users) >= self.settings.room_max_online:
+        if conn.user_id not in self.room_online_users and len(self.room_online_users) >= self.settings.room_max_online:
             self.metrics.errors.labels(code="room_full").inc()
             conn.push(
                 dumps(
@@ -194,8 +226,7 @@ class RoomPresence:
             timer.cancel()
 
     def _presence_changed(self, user_id: str, status: str) -> None:
-        name = self.members[user_id].display_name if user_id in self.members else user_id
-        frame = {"type": "presence", "user": user_id, "status": status, "color": user_color(user_id), "name": name}
+        frame = self._presence_frame(user_id, status)
         asyncio.get_running_loop().create_task(self.publish_ephemeral(frame, user=None))
 
     def set_presence(self, conn: Connection, status: str) -> None:

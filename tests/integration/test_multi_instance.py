@@ -91,3 +91,27 @@ async def test_killed_instance_clients_resume_on_the_other_without_loss(
     assert histories[0] == histories[1]
     for writer in writers:
         await writer.close()
+
+
+async def test_users_of_a_dead_instance_go_offline_within_ten_seconds(
+    world_pg: World, instances: list[ServerProcess]
+) -> None:
+    world = world_pg
+    room = create_room(world, members={"engineer": "participant"})
+    async with RoomClient(instances[0].base_url, room, world["surgeon"].token) as here:
+        there = RoomClient(instances[1].base_url, room, world["engineer"].token, reconnect=False)
+        await there.connect()
+        online = await here.wait_for(
+            lambda f: f["type"] == "presence" and f["user"] == world["engineer"].id, timeout=10
+        )
+        assert online["status"] == "online"
+        # A late joiner on the first instance sees the remote user in its snapshot (after a heartbeat).
+        await asyncio.sleep(4)
+        async with RoomClient(instances[0].base_url, room, world["surgeon"].token) as late:
+            assert world["engineer"].id in late.presence
+        here.drain()
+        instances[1].kill()  # no goodbye: only the heartbeat's expiry can tell
+        started = asyncio.get_running_loop().time()
+        gone = await here.wait_for(lambda f: f["type"] == "presence" and f["status"] == "offline", timeout=15)
+        assert gone["user"] == world["engineer"].id
+        assert asyncio.get_running_loop().time() - started <= 10
