@@ -7,10 +7,12 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from server.rooms.client import RoomClient
 from tests.support.process import ServerProcess
+from tests.support.redis_server import RedisServer
 from tests.support.services import REDIS_URL, require_redis
 from tests.support.world import World, create_room
 
@@ -115,3 +117,50 @@ async def test_users_of_a_dead_instance_go_offline_within_ten_seconds(
         gone = await here.wait_for(lambda f: f["type"] == "presence" and f["status"] == "offline", timeout=15)
         assert gone["user"] == world["engineer"].id
         assert asyncio.get_running_loop().time() - started <= 10
+
+
+async def test_redis_restart_mid_session_loses_nothing(world_pg: World, tmp_path: Path) -> None:
+    world = world_pg
+    broker = RedisServer(tmp_path).start()
+    env = {
+        "TRINITY_DATABASE_URL": world.settings.effective_database_url,
+        "TRINITY_REDIS_URL": broker.url,
+        "TRINITY_DATA_DIR": str(tmp_path),
+    }
+    servers = [ServerProcess(env, tmp_path / f"instance-{i}.log").start() for i in range(2)]
+    room = create_room(world, members={"engineer": "participant"})
+    try:
+        a = RoomClient(servers[0].base_url, room, world["surgeon"].token)
+        b = RoomClient(servers[1].base_url, room, world["engineer"].token)
+        await a.connect()
+        await b.connect()
+        for i in range(10):
+            await a.send_op("chat.send", {"text": f"before {i}"})
+        await b.wait_seq(10)
+        broker.stop()
+        # Redis is gone: each instance still serves its own clients and stores every op.
+        for i in range(10):
+            await a.send_op("chat.send", {"text": f"during a {i}"})
+            await b.send_op("chat.send", {"text": f"during b {i}"})
+        async with httpx.AsyncClient() as http:
+            for server in servers:
+                ready = await http.get(f"{server.base_url}/readyz")
+                assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("error")
+            broker.start()  # same port, empty: as after a restart without persistence
+            for _ in range(100):
+                states = [(await http.get(f"{s.base_url}/readyz")).status_code for s in servers]
+                if states == [200, 200]:
+                    break
+                await asyncio.sleep(0.1)
+            assert states == [200, 200], "instances recover by themselves"
+        await a.send_op("chat.send", {"text": "after"})
+        for client in (a, b):
+            await client.wait_seq(31, timeout=15)
+        assert [m["text"] for m in a.state.chat] == [m["text"] for m in b.state.chat]
+        assert len(a.state.chat) == 31 and a.reconnects == 0 and b.reconnects == 0
+        await a.close()
+        await b.close()
+    finally:
+        for server in servers:
+            server.stop()
+        broker.stop()
