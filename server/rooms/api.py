@@ -144,15 +144,17 @@ async def list_members(room_id: str, principal: CurrentPrincipal, request: Reque
     return await _in_db(request, run)
 
 
-def _sync_hub(request: Request, room_id: str, db: Session) -> None:
+async def _sync_hub(request: Request, room_id: str) -> None:
+    """Tell this instance's live room about membership changes (on the event loop, not a DB thread)."""
     hub = request.app.state.hubs.loaded(room_id)
-    if hub is not None:
-        current = {m.user_id: m for m in service.members(db, room_id)}
-        for user_id in list(hub.members):
-            if user_id not in current:
-                hub.remove_member(user_id)
-        for m in current.values():
-            hub.add_member(MemberInfo(m.user_id, m.display_name, m.site_id, m.role))
+    if hub is None:
+        return
+    current = {m.user_id: m for m in await _in_db(request, lambda db: service.members(db, room_id))}
+    for user_id in list(hub.members):
+        if user_id not in current:
+            hub.remove_member(user_id)
+    for m in current.values():
+        hub.add_member(MemberInfo(m.user_id, m.display_name, m.site_id, m.role))
 
 
 @router.post("/rooms/{room_id}/members", status_code=201)
@@ -161,10 +163,11 @@ async def add_member(room_id: str, body: MemberAdd, principal: CurrentPrincipal,
         member = service.add_member(db, principal, room_id, body.user_id, body.role)
         _audit(db, principal, "room.member_add", room_id, request, user_id=body.user_id, role=body.role)
         view = next(m for m in service.members(db, room_id) if m.user_id == member.user_id)
-        _sync_hub(request, room_id, db)
         return MemberPublic(user_id=view.user_id, display_name=view.display_name, site_id=view.site_id, role=view.role)
 
-    return await _in_db(request, run)
+    added = await _in_db(request, run)
+    await _sync_hub(request, room_id)
+    return added
 
 
 @router.delete("/rooms/{room_id}/members/{user_id}", status_code=204)
@@ -172,9 +175,9 @@ async def remove_member(room_id: str, user_id: str, principal: CurrentPrincipal,
     def run(db: Session) -> None:
         service.remove_member(db, principal, room_id, user_id)
         _audit(db, principal, "room.member_remove", room_id, request, user_id=user_id)
-        _sync_hub(request, room_id, db)
 
     await _in_db(request, run)
+    await _sync_hub(request, room_id)
 
 
 @router.put("/rooms/{room_id}/case")
@@ -229,10 +232,11 @@ async def accept_invite(token: str, principal: CurrentPrincipal, request: Reques
     def run(db: Session) -> RoomPublic:
         room, member = service.accept_invite(db, principal, token)
         _audit(db, principal, "room.invite_accept", room.id, request, role=member.role)
-        _sync_hub(request, room.id, db)
         return _public(room, service.effective_role(member.role, principal.role))
 
-    return await _in_db(request, run)
+    accepted = await _in_db(request, run)
+    await _sync_hub(request, accepted.id)
+    return accepted
 
 
 @router.post("/rooms/{room_id}/archive")

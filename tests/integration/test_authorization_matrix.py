@@ -7,6 +7,7 @@ not a member; a user of another site who joined by invite; another site's admin;
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -147,3 +148,20 @@ async def test_cross_site_users_join_only_by_invite(world: World, live: LiveServ
         async with live.http(world["b-admin"]) as other:
             assert (await other.post(f"/api/invites/{revoked['token']}/accept")).status_code == 410
             assert (await other.post("/api/invites/not-a-token/accept")).status_code == 404
+
+
+async def test_a_removed_member_is_disconnected_at_once(world_sqlite: World, live_sqlite: LiveServer) -> None:
+    world, live = world_sqlite, live_sqlite
+    room = create_room(world, members={"engineer": "participant"})
+    async with RoomClient(live.base_url, room, world["surgeon"].token), live.http(world["surgeon"]) as owner:
+        kicked = RoomClient(live.base_url, room, world["engineer"].token)
+        await kicked.connect()
+        assert (await owner.delete(f"/api/rooms/{room}/members/{world['engineer'].id}")).status_code == 204
+        for _ in range(100):
+            if kicked._fatal is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert isinstance(kicked._fatal, RoomClosed) and kicked._fatal.code == 4003
+        with pytest.raises(RoomClosed):
+            await RoomClient(live.base_url, room, world["engineer"].token, reconnect=False).connect()
+        await kicked.close()
