@@ -52,6 +52,10 @@ def site_quota(db: Database, site_id: str) -> int | None:
 
 
 def make_job_runner(settings: Settings, db: Database, hubs: Hubs) -> JobRunner:
+    if settings.job_runner == "celery":
+        from server.core.jobs_celery import make_celery_runner  # Celery is imported only when used
+
+        return make_celery_runner(settings, db, hubs.publish)
     return LocalJobRunner(db=db, publish=hubs.publish, workers=settings.job_workers)
 
 

@@ -6,6 +6,7 @@ Built once by `create_app` or the CLI, never at import time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -57,7 +58,16 @@ class Settings(BaseSettings):
     chat_max_chars: int = 4000
 
     # Jobs
-    job_workers: int = 2
+    job_runner: Literal["local", "celery"] = "local"  # celery: a Celery worker on TRINITY_REDIS_URL runs them
+    job_workers: int = 2  # jobs running at once (embedded runner)
+    job_queue: str = "trinity.jobs"  # the Celery queue the app sends to and the worker consumes
+    # A job whose whole worker died is handed to another worker after this long (Redis visibility timeout).
+    job_visibility_timeout_s: float = 300.0
+    # A run holds a lease renewed every lease/3 s: at most one run of a job at a time, and a redelivered
+    # job whose worker died waits at most this long for the dead run's lease.
+    job_lease_s: float = 15.0
+    job_max_retries: int = 3  # retryable failures (RetryableJobError, database or Redis unreachable)
+    job_retry_backoff_s: float = 2.0  # first retry after this, doubling each time
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -1,14 +1,25 @@
-"""The jobs table: state, progress, error, timings, inputs and outputs of every job."""
+"""The jobs table: state, progress, error, timings, inputs and outputs of every job.
+
+Also what every job runner does with it (the embedded one and the Celery one): insert with an
+idempotency key, load, update (optionally fenced on state and attempt, so that a cancelled job or a
+superseded run cannot overwrite the row), the changes at start and end of a run, and the `job` frame.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index
-from sqlmodel import Field, Session, SQLModel, select
+from sqlalchemy import JSON, BigInteger, Column, Index, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel, col, select
 
+from server.core.auth import new_id
 from server.core.db import now_ms
-from server.core.jobs import JobView
+from server.core.errors import NotFound
+from server.core.jobs import JobSpec, JobView
+
+PROGRESS_WRITE_EVERY_S = 0.25  # progress reaches the row and the room at most this often (and at 100 %)
 
 
 class JobRecord(SQLModel, table=True):
@@ -64,3 +75,99 @@ def find_by_key(db: Session, submitted_by: str, key: str) -> JobRecord | None:
 
 def unfinished(db: Session) -> list[JobRecord]:
     return list(db.exec(select(JobRecord).where(JobRecord.state.in_(("queued", "running")))).all())  # type: ignore[attr-defined]
+
+
+def insert_job(db: Session, spec: JobSpec) -> tuple[JobRecord, bool]:
+    """A queued job for `spec`, or the existing one with the same idempotency key: (record, created)."""
+    if spec.idempotency_key:
+        existing = find_by_key(db, spec.submitted_by, spec.idempotency_key)
+        if existing:
+            return existing, False
+    record = JobRecord(
+        id=new_id(),
+        kind=spec.kind,
+        state="queued",
+        room_id=spec.room_id,
+        submitted_by=spec.submitted_by,
+        idempotency_key=spec.idempotency_key,
+        params=spec.params,
+    )
+    db.add(record)
+    try:
+        db.commit()
+    except IntegrityError:  # a concurrent submit with the same key won
+        db.rollback()
+        existing = find_by_key(db, spec.submitted_by, spec.idempotency_key or "")
+        if existing:
+            return existing, False
+        raise
+    return record, True
+
+
+def load_job(db: Session, job_id: str) -> JobRecord:
+    record = db.get(JobRecord, job_id)
+    if record is None:
+        raise NotFound("job not found")
+    return record
+
+
+def update_job(db: Session, job_id: str, changes: dict[str, Any]) -> JobRecord:
+    record = load_job(db, job_id)
+    for key, value in changes.items():
+        setattr(record, key, value)
+    db.add(record)
+    db.commit()
+    return record
+
+
+def update_job_if(
+    db: Session, job_id: str, changes: dict[str, Any], *, states: Iterable[str], attempt: int | None = None
+) -> JobRecord | None:
+    """Apply `changes` in one UPDATE only while the job is in one of `states` (and on run `attempt`, when
+    given); None when it is not (cancelled meanwhile, finished, or another run took over)."""
+    statement = update(JobRecord).where(col(JobRecord.id) == job_id, col(JobRecord.state).in_(tuple(states)))
+    if attempt is not None:
+        statement = statement.where(col(JobRecord.attempts) == attempt)
+    result = db.exec(statement.values(**changes).execution_options(synchronize_session=False))
+    db.commit()
+    if result.rowcount != 1:
+        return None
+    return db.get(JobRecord, job_id, populate_existing=True)
+
+
+def start_changes(record: JobRecord) -> dict[str, Any]:
+    """A run begins: one more attempt, progress from zero."""
+    return {
+        "state": "running",
+        "attempts": record.attempts + 1,
+        "started_at_ms": now_ms(),
+        "progress": 0.0,
+        "message": "started",
+    }
+
+
+def finish_changes(outcome: tuple[str, Any]) -> dict[str, Any]:
+    """A run ended: ("done", result) | ("cancelled", _) | ("error", message)."""
+    changes: dict[str, Any] = {"finished_at_ms": now_ms()}
+    if outcome[0] == "done":
+        changes.update(state="succeeded", progress=1.0, result=outcome[1], message="done")
+    elif outcome[0] == "cancelled":
+        changes.update(state="cancelled", message="cancelled")
+    else:
+        changes.update(state="failed", error=str(outcome[1])[:2000], message="failed")
+    return changes
+
+
+def job_frame(record: JobRecord) -> dict[str, Any]:
+    """The ephemeral `job` frame published into the job's room on every change (docs/protocol.md)."""
+    view = to_view(record)
+    return {
+        "type": "job",
+        "id": view.id,
+        "kind": view.kind,
+        "state": view.state,
+        "progress": round(view.progress, 4),
+        "message": view.message,
+        "error": view.error,
+        "result": view.result,
+    }

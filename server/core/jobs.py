@@ -4,7 +4,7 @@ A job kind is a plain function `fn(params, progress) -> result` registered by na
 worker process, reports progress through `progress(fraction, message)`, and returns a JSON-able
 result. The runner records every state change in the jobs table and publishes it into the job's room
 as an ephemeral `job` frame. `LocalJobRunner` (embedded, `make run`) runs each job in its own process;
-the Celery runner of the scale-out issue implements the same Protocol.
+`CeleryJobRunner` (jobs_celery.py, TRINITY_JOB_RUNNER=celery) hands them to Celery workers.
 """
 
 from __future__ import annotations
@@ -78,6 +78,11 @@ class JobRunner(Protocol):
 
 class CancelledByUser(Exception):
     pass
+
+
+class RetryableJobError(Exception):
+    """Raised by a job function for a failure worth another try (a service briefly away): the Celery
+    runner runs the job again after a growing delay, up to `job_max_retries` times; else it fails."""
 
 
 @job_kind("selftest.countdown", user_submittable=True, timeout_s=120)

@@ -17,17 +17,24 @@ from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
-from server.core.auth import new_id
 from server.core.db import Database, now_ms
-from server.core.errors import Conflict, Invalid, NotFound
-from server.core.job_store import JobRecord, find_by_key, to_view, unfinished
+from server.core.errors import Conflict, Invalid
+from server.core.job_store import (
+    PROGRESS_WRITE_EVERY_S,
+    JobRecord,
+    finish_changes,
+    insert_job,
+    job_frame,
+    load_job,
+    start_changes,
+    to_view,
+    unfinished,
+    update_job,
+)
 from server.core.jobs import REGISTRY, TERMINAL_STATES, JobSpec, JobView
 
 log = logging.getLogger("trinity.jobs")
 Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
-PROGRESS_WRITE_EVERY_S = 0.25
 
 
 def _die_with_parent() -> None:
@@ -92,29 +99,7 @@ class LocalJobRunner:
 
     def _insert(self, spec: JobSpec) -> tuple[JobRecord, bool]:
         with self.db.session() as db:
-            if spec.idempotency_key:
-                existing = find_by_key(db, spec.submitted_by, spec.idempotency_key)
-                if existing:
-                    return existing, False
-            record = JobRecord(
-                id=new_id(),
-                kind=spec.kind,
-                state="queued",
-                room_id=spec.room_id,
-                submitted_by=spec.submitted_by,
-                idempotency_key=spec.idempotency_key,
-                params=spec.params,
-            )
-            db.add(record)
-            try:
-                db.commit()
-            except IntegrityError:  # a concurrent submit with the same key won
-                db.rollback()
-                existing = find_by_key(db, spec.submitted_by, spec.idempotency_key or "")
-                if existing:
-                    return existing, False
-                raise
-            return record, True
+            return insert_job(db, spec)
 
     async def get(self, job_id: str) -> JobView:
         return to_view(await self.db.run_read(self._load, job_id))
@@ -147,36 +132,15 @@ class LocalJobRunner:
 
     def _load(self, job_id: str) -> JobRecord:
         with self.db.session() as db:
-            record = db.get(JobRecord, job_id)
-            if record is None:
-                raise NotFound("job not found")
-            return record
+            return load_job(db, job_id)
 
     def _update(self, job_id: str, changes: dict[str, Any]) -> JobRecord:
         with self.db.session() as db:
-            record = db.get(JobRecord, job_id)
-            if record is None:
-                raise NotFound("job not found")
-            for key, value in changes.items():
-                setattr(record, key, value)
-            db.add(record)
-            db.commit()
-            return record
+            return update_job(db, job_id, changes)
 
     async def _announce(self, record: JobRecord) -> None:
         if record.room_id:
-            view = to_view(record)
-            frame = {
-                "type": "job",
-                "id": view.id,
-                "kind": view.kind,
-                "state": view.state,
-                "progress": round(view.progress, 4),
-                "message": view.message,
-                "error": view.error,
-                "result": view.result,
-            }
-            await self.publish(record.room_id, frame)
+            await self.publish(record.room_id, job_frame(record))
 
     async def _run(self, job_id: str) -> None:
         async with self._slots:
@@ -184,30 +148,13 @@ class LocalJobRunner:
             if record.state in TERMINAL_STATES or record.cancel_requested:
                 return
             kind = REGISTRY[record.kind]
-            record = await self.db.run_write(
-                self._update,
-                job_id,
-                {
-                    "state": "running",
-                    "attempts": record.attempts + 1,
-                    "started_at_ms": now_ms(),
-                    "progress": 0.0,
-                    "message": "started",
-                },
-            )
+            record = await self.db.run_write(self._update, job_id, start_changes(record))
             await self._announce(record)
             outcome = await self._supervise(job_id, kind.fn.__module__, kind.name, record.params, kind.timeout_s)
             final = await self.db.run_read(self._load, job_id)
             if final.cancel_requested and outcome[0] != "done":
                 outcome = ("cancelled", "cancelled")
-            changes: dict[str, Any] = {"finished_at_ms": now_ms()}
-            if outcome[0] == "done":
-                changes.update(state="succeeded", progress=1.0, result=outcome[1], message="done")
-            elif outcome[0] == "cancelled":
-                changes.update(state="cancelled", message="cancelled")
-            else:
-                changes.update(state="failed", error=str(outcome[1])[:2000], message="failed")
-            record = await self.db.run_write(self._update, job_id, changes)
+            record = await self.db.run_write(self._update, job_id, finish_changes(outcome))
             await self._announce(record)
 
     async def _supervise(

@@ -1,0 +1,28 @@
+"""Job kinds only the tests use; a Celery worker under test imports them with `-I tests.support.job_kinds`."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from server.core.jobs import Progress, RetryableJobError, job_kind
+
+
+@job_kind("selftest.flaky", timeout_s=60)
+def flaky(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Fails with a retryable error on its first `fail_times` runs (counted in the file `counter`)."""
+    counter = Path(params["counter"])
+    runs = int(counter.read_text() or 0) + 1 if counter.exists() else 1
+    counter.write_text(str(runs))
+    if runs <= int(params.get("fail_times", 0)):
+        raise RetryableJobError(f"run {runs}: the service is away")
+    progress(1.0, "done")
+    return {"runs": runs}
+
+
+@job_kind("selftest.sleepy", timeout_s=1)
+def sleepy(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Outlives its time limit of 1 s."""
+    time.sleep(float(params.get("seconds", 30)))
+    return {}
