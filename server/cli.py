@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     user_create.add_argument("--email")
     user_create.set_defaults(fn=cmd_user_create)
     sub.add_parser("demo", help="seed the demo site, users and room").set_defaults(fn=cmd_demo)
+    from server.room_cli import add_parser as add_room_parser
+
+    add_room_parser(sub)
     return parser
 
 

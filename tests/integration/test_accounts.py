@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 from sqlmodel import select
 
 from server.core.audit import AuditEvent
@@ -163,3 +164,54 @@ def test_cli_bootstraps_an_install(tmp_path: Path) -> None:
         assert session.exec(select(User).where(User.username == "dr-who")).one().site_id == "st-elsewhere"
         assert len(session.exec(select(Room)).all()) == 1
     db.close()
+
+
+async def test_cli_room_commands_use_the_client_library(world_sqlite: World, live_sqlite: LiveServer) -> None:
+    import asyncio
+
+    from tests.support.world import create_room
+
+    room = create_room(world_sqlite)
+    env = {**os.environ, "TRINITY_PASSWORD": PASSWORD}
+    chat = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        "room",
+        "chat",
+        room,
+        "hello from the shell",
+        "--url",
+        live_sqlite.base_url,
+        "--username",
+        "surgeon",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(chat.communicate(), 60)
+    assert chat.returncode == 0, err.decode()
+    assert "stored as #1" in out.decode()
+    watch = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "server.cli",
+        "room",
+        "watch",
+        room,
+        "--limit",
+        "1",
+        "--url",
+        live_sqlite.base_url,
+        "--username",
+        "surgeon",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(watch.communicate(), 60)
+    assert watch.returncode == 0, err.decode()
+    welcome = orjson.loads(out.decode().splitlines()[0])
+    assert welcome["type"] == "welcome" and welcome["snapshot"]["chat"][0]["text"] == "hello from the shell"
