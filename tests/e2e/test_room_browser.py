@@ -40,6 +40,14 @@ CHROMIUM_ARGS = [
     "--use-angle=swiftshader",
     "--enable-unsafe-swiftshader",
 ]
+# The server runs with room limits other than the defaults, so the tests show that the client paces and
+# sizes its frames by the `limits` the server announces, not by constants of its own.
+LIMITS = {"rate_per_s": 40, "burst": 40, "max_message_bytes": 48_000, "pointer_max_hz": 20, "camera_max_hz": 30}
+LIMITS_ENV = {
+    "TRINITY_WS_RATE_PER_S": str(LIMITS["rate_per_s"]),
+    "TRINITY_WS_RATE_BURST": str(LIMITS["burst"]),
+    "TRINITY_WS_MAX_MESSAGE_BYTES": str(LIMITS["max_message_bytes"]),
+}
 SURGEON = ("surgeon", "surgeon-demo-pass")
 ENGINEER = ("engineer", "engineer-demo-pass")
 
@@ -56,7 +64,7 @@ def _free_port() -> int:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("trinity-e2e")
     port = _free_port()
-    env = {**os.environ, "TRINITY_DATA_DIR": str(data), "TRINITY_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, **LIMITS_ENV, "TRINITY_DATA_DIR": str(data), "TRINITY_LOG_LEVEL": "WARNING"}
     log = (data / "server.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--demo", "--port", str(port)],
@@ -305,6 +313,103 @@ def test_dropped_connection_shows_banner_and_catches_up(pair: tuple[User, User])
     b.page.wait_for_selector("[data-testid=chat-message]:has-text('after the drop')", timeout=5000)
     assert b.page.evaluate("window.__trinity.socket.reconnects") >= 2
     assert b.page.evaluate("window.__trinity.state.seq") > seq
+
+
+# Collects the socket's error frames in window.__errors; window.__within(ms, promise) fails a promise
+# that takes too long, so a regression fails the test instead of hanging it. Returns the adopted limits.
+_WATCH_ERRORS = """() => { const s = window.__trinity.socket; window.__errors = [];
+    s.on("error", (e) => window.__errors.push(e.code));
+    window.__within = (ms, p) => Promise.race([p, new Promise((_, no) =>
+        setTimeout(() => no(new Error(`no answer in ${ms} ms`)), ms))]);
+    return s.limits; }"""
+
+
+def test_a_burst_of_ops_is_paced_under_the_announced_limits_in_order(pair: tuple[User, User]) -> None:
+    a, b = pair
+    assert a.page.evaluate(_WATCH_ERRORS) == LIMITS
+    n = 120  # three times the server's burst: sent unpaced, most of them would be refused `rate_limited`
+    result = a.page.evaluate(
+        """async (n) => { const s = window.__trinity.socket; const t0 = performance.now();
+            const ops = Array.from({ length: n }, (_, i) => s.submitOp("chat.send", { text: `burst ${i}` }));
+            const seqs = await window.__within(15000, Promise.all(ops));
+            return { seqs, ms: performance.now() - t0, errors: window.__errors, pending: s.pendingOps }; }""",
+        n,
+    )
+    assert result["errors"] == []
+    assert result["pending"] == 0
+    assert result["seqs"] == sorted(result["seqs"]) and len(set(result["seqs"])) == n  # submission order
+    # 0.8 x 40/s with a burst of 20: at least (120 - 20) / 32 s.
+    assert result["ms"] > (n - LIMITS["burst"] // 2) / (0.8 * LIMITS["rate_per_s"]) * 1000 * 0.9
+    b.page.click("[data-testid=tab-chat]")
+    b.page.wait_for_selector(f"[data-testid=chat-message]:has-text('burst {n - 1}')", timeout=5000)
+    texts = b.page.locator("[data-testid=chat-text]").all_inner_texts()
+    assert texts == [f"burst {i}" for i in range(n)]
+
+
+def test_unacknowledged_ops_are_resent_in_submission_order_after_a_drop(pair: tuple[User, User]) -> None:
+    a, b = pair
+    a.page.evaluate(_WATCH_ERRORS)
+    n = 60  # more than the client's burst: some still wait in the outbox when the connection drops
+    result = a.page.evaluate(
+        """async (n) => { const s = window.__trinity.socket; const before = s.reconnects;
+            const all = Array.from({ length: n }, (_, i) => s.submitOp("chat.send", { text: `order ${i}` }));
+            s.drop();  // what was sent is lost unacknowledged, what was queued is discarded
+            const seqs = await window.__within(15000, Promise.all(all));
+            return { seqs, reconnects: s.reconnects - before, errors: window.__errors, pending: s.pendingOps }; }""",
+        n,
+    )
+    assert result["reconnects"] >= 1
+    assert result["errors"] == []
+    assert result["pending"] == 0
+    assert result["seqs"] == sorted(result["seqs"]) and len(set(result["seqs"])) == n
+    b.page.click("[data-testid=tab-chat]")
+    b.page.wait_for_selector(f"[data-testid=chat-message]:has-text('order {n - 1}')", timeout=5000)
+    assert b.page.locator("[data-testid=chat-text]").all_inner_texts() == [f"order {i}" for i in range(n)]
+
+
+def test_an_op_without_answer_is_retransmitted_after_five_seconds(pair: tuple[User, User]) -> None:
+    a, b = pair
+    a.page.evaluate(_WATCH_ERRORS)
+    result = a.page.evaluate(
+        """async () => { const s = window.__trinity.socket; const opId = s.newOpId();
+            const send = WebSocket.prototype.send; let attempts = 0;
+            WebSocket.prototype.send = function (data) {  // the first copy is lost on the way
+              if (typeof data === "string" && data.includes(`"${opId}"`) && attempts++ === 0) return;
+              return send.call(this, data);
+            };
+            const t0 = performance.now();
+            try { await window.__within(10000, s.submitOp("chat.send", { text: "lost once" }, opId)); }
+            finally { WebSocket.prototype.send = send; }
+            return { ms: performance.now() - t0, attempts, reconnects: s.reconnects }; }"""
+    )
+    assert result["attempts"] == 2
+    assert result["reconnects"] == 0  # re-sent on the same connection
+    assert 5000 <= result["ms"] < 8000
+    b.page.click("[data-testid=tab-chat]")
+    b.page.wait_for_selector("[data-testid=chat-message]:has-text('lost once')", timeout=3000)
+    assert b.page.locator("[data-testid=chat-message]").count() == 1
+
+
+def test_a_frame_over_the_size_limit_is_refused_in_the_browser(pair: tuple[User, User]) -> None:
+    a, b = pair
+    a.page.evaluate(_WATCH_ERRORS)
+    # Through the UI: a note whose op would be ~50 kB, over the announced 48 000 bytes.
+    a.page.keyboard.press("n")
+    a.page.evaluate("window.__trinity.tools.noteText = 'x'.repeat(50000)")
+    a.page.click("[data-testid=note-add-unpinned]")
+    toast = a.page.wait_for_selector("[data-testid=toast]:has-text('too large to send')", timeout=2000)
+    assert "47 kB" in toast.inner_text()  # the announced limit, not the 64 KiB default
+    refused = a.page.evaluate(
+        """async () => { const s = window.__trinity.socket;
+            try { await window.__within(3000, s.submitOp("chat.send", { text: "y".repeat(60000) })); return null; }
+            catch (e) { return { code: e.frame?.code ?? String(e), local: e.frame?.details?.local ?? null,
+                                 pending: s.pendingOps }; } }"""
+    )
+    assert refused == {"code": "too_large", "local": True, "pending": 0}
+    a.page.wait_for_timeout(300)
+    assert a.page.evaluate("window.__errors") == []  # the server never saw the frames
+    assert a.page.locator("[data-testid=annotation-item]").count() == 0
+    assert b.page.locator("[data-testid=annotation-item]").count() == 0
 
 
 def test_create_room_and_join_with_an_invite_link(browser: Any, server: str) -> None:

@@ -1,12 +1,12 @@
 /**
- * Presenter mode on the client: the presenter streams its camera (throttled, latest wins), followers
- * glide to the presenter's camera unless they chose to browse freely.
+ * Presenter mode on the client: the presenter streams its camera (throttled to the server's announced
+ * camera_max_hz, within the socket's rate budget; latest wins), followers glide to the presenter's
+ * camera unless they chose to browse freely. A pose the socket had to drop (no token free) is sent
+ * again once the interval has passed, so followers always end up at the final view.
  */
 import type { CameraPose } from "./protocol";
 import type { RoomSocket } from "./roomSocket";
 import type { Viewport } from "./scene/viewport";
-
-const CAMERA_INTERVAL_MS = 40; // 25 Hz: under the server's 30 Hz, leaving room for pointer frames
 
 export class CameraSync {
   browseFreely = false;
@@ -51,23 +51,29 @@ export class CameraSync {
 
   private viewChanged(): void {
     if (!this.socket.state.amPresenter || !this.socket.connected) return;
-    const wait = this.lastSent + CAMERA_INTERVAL_MS - performance.now();
-    if (wait <= 0) return this.sendNow();
-    if (this.trailing === undefined) {
-      this.trailing = window.setTimeout(() => {
-        this.trailing = undefined;
-        this.sendNow();
-      }, wait);
-    }
+    const wait = this.lastSent + this.socket.intervals.cameraMs - performance.now();
+    if (wait <= 0 && this.trailing === undefined) return this.sendNow();
+    this.sendLater(wait);
+  }
+
+  private sendLater(wait: number): void {
+    if (this.trailing !== undefined) return;
+    this.trailing = window.setTimeout(() => {
+      this.trailing = undefined;
+      this.sendNow();
+    }, Math.max(0, wait));
   }
 
   private sendNow(): void {
-    if (!this.socket.state.amPresenter) return;
+    if (!this.socket.state.amPresenter || !this.socket.connected) return;
     const pose: CameraPose = this.viewport.pose();
     const key = JSON.stringify(pose);
     if (key === this.lastKey && performance.now() - this.lastSent < 1000) return;
-    this.lastKey = key;
-    this.lastSent = performance.now();
-    this.socket.send({ type: "camera", ...pose });
+    if (this.socket.send({ type: "camera", ...pose })) {
+      this.lastKey = key;
+      this.lastSent = performance.now();
+    } else {
+      this.sendLater(this.socket.intervals.cameraMs); // dropped for want of a token: try the latest pose again
+    }
   }
 }

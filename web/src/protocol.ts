@@ -102,6 +102,15 @@ export interface Snapshot {
   camera: CameraPose | null;
 }
 
+/** Announced by the server in welcome/resumed (docs/protocol.md §1, §5). */
+export interface Limits {
+  rate_per_s: number;
+  burst: number;
+  max_message_bytes: number;
+  pointer_max_hz: number;
+  camera_max_hz: number;
+}
+
 export interface WelcomeFrame {
   type: "welcome";
   protocol: number;
@@ -109,6 +118,7 @@ export interface WelcomeFrame {
   seq: number;
   room: RoomInfo;
   you: You;
+  limits?: Limits;
   snapshot: Snapshot;
 }
 
@@ -119,6 +129,7 @@ export interface ResumedFrame {
   seq: number;
   room: RoomInfo;
   you: You;
+  limits?: Limits;
   members: MemberInfo[];
   presence: PresenceInfo[];
   camera: CameraPose | null;

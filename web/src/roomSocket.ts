@@ -2,10 +2,14 @@
  * The room WebSocket session (docs/protocol.md), mirroring server/rooms/client.py: hello with the token
  * as the first frame, welcome or resumed, sequenced events, acks by op_id, and after a dropped
  * connection a reconnect that resumes from the last seen (epoch, seq) and re-sends every op that was
- * never acknowledged, with the same op_id (the server de-duplicates).
+ * never acknowledged, with the same op_id (the server de-duplicates). What goes out, and when, is the
+ * Outbox's business (outbox.ts): paced under the server's announced limits, nothing before
+ * welcome/resumed, unacknowledged ops re-queued in submission order on every join, retransmit after 5 s.
  */
 import { Emitter } from "./emitter";
 import { randomId } from "./dom";
+import { OpRefused, Outbox } from "./outbox";
+import { ephemeralIntervals } from "./pacing";
 import {
   FATAL_CLOSE_CODES,
   PROTOCOL_VERSION,
@@ -13,6 +17,7 @@ import {
   type CameraFrame,
   type ErrorFrame,
   type EventFrame,
+  type Limits,
   type OpFrame,
   type PointerFrame,
   type PresenceFrame,
@@ -22,11 +27,7 @@ import { RoomState } from "./roomState";
 
 export type SocketStatus = "connecting" | "online" | "reconnecting" | "closed";
 
-export class OpRefused extends Error {
-  constructor(readonly frame: ErrorFrame) {
-    super(frame.message);
-  }
-}
+export { OpRefused };
 
 interface SocketEvents {
   status: SocketStatus;
@@ -39,12 +40,6 @@ interface SocketEvents {
   error: ErrorFrame;
   pending: number;
   fatal: { code: number; reason: string };
-}
-
-interface Pending {
-  frame: OpFrame;
-  resolve: (seq: number) => void;
-  reject: (err: Error) => void;
 }
 
 const PING_EVERY_MS = 5_000;
@@ -60,7 +55,11 @@ export class RoomSocket extends Emitter<SocketEvents> {
   private ws: WebSocket | null = null;
   private joined = false;
   private closed = false;
-  private unacked = new Map<string, Pending>(); // insertion order is send order
+  private readonly outbox = new Outbox({
+    write: (text) => this.write(text),
+    pending: (count) => this.emit("pending", count),
+    refused: (error, op) => this.emit("opError", { error, op }),
+  });
   private opCounter = 0;
   private readonly opPrefix = randomId(5);
   private backoffMs = 250;
@@ -90,6 +89,8 @@ export class RoomSocket extends Emitter<SocketEvents> {
     this.closed = true;
     window.removeEventListener("online", this.onOnline);
     window.removeEventListener("offline", this.onOffline);
+    this.joined = false;
+    this.outbox.disconnect();
     this.clearTimers();
     this.detach(1000, "bye");
     this.setStatus("closed");
@@ -100,27 +101,38 @@ export class RoomSocket extends Emitter<SocketEvents> {
   }
 
   get pendingOps(): number {
-    return this.unacked.size;
+    return this.outbox.size;
+  }
+
+  /** The server's announced limits (defaults until the first join). */
+  get limits(): Limits {
+    return this.outbox.limits;
+  }
+
+  /** Minimum intervals between pointer frames and between camera frames under the current limits. */
+  get intervals(): { pointerMs: number; cameraMs: number } {
+    return ephemeralIntervals(this.outbox.limits);
   }
 
   newOpId(): string {
     return `${this.opPrefix}-${++this.opCounter}`;
   }
 
-  /** Queue a sequenced op; it is (re)sent until acknowledged, across reconnects. Resolves with its seq. */
+  /** Queue a sequenced op; it is (re)sent until acknowledged, across reconnects. Resolves with its seq;
+   * rejects with OpRefused when refused (a frame over limits.max_message_bytes: at once, `too_large`). */
   submitOp(kind: string, data: Record<string, unknown> = {}, opId?: string): Promise<number> {
     const frame: OpFrame = { type: "op", op_id: opId ?? this.newOpId(), kind, data };
     if (this.closed) return Promise.reject(new OpRefused({ type: "error", code: "closed", message: "not connected to the room" }));
-    return new Promise<number>((resolve, reject) => {
-      this.unacked.set(frame.op_id, { frame, resolve, reject });
-      this.emit("pending", this.unacked.size);
-      if (this.joined) this.sendRaw(frame);
-    });
+    return this.outbox.submit(frame);
   }
 
-  /** Ephemeral frames (pointer, camera, presence) are sent only while connected, never queued. */
-  send(frame: Record<string, unknown>): void {
-    if (this.joined) this.sendRaw(frame);
+  /** Ephemeral frames (pointer, camera, presence, ping) go out only while joined and within the rate
+   * limit, never queued (a newer one supersedes them anyway). Returns whether the frame was sent. */
+  send(frame: Record<string, unknown>): boolean {
+    const result = this.outbox.sendEphemeral(frame);
+    if (result === true || result === false) return result;
+    this.emit("error", result); // too large: refused locally
+    return false;
   }
 
   /** Drop the connection abruptly, as a network failure would, and start reconnecting (also a test hook). */
@@ -179,6 +191,7 @@ export class RoomSocket extends Emitter<SocketEvents> {
   private afterDisconnect(code: number, reason = ""): void {
     const wasJoined = this.joined;
     this.joined = false;
+    this.outbox.disconnect(); // leftovers of this connection: re-queued, in order, on the next join
     this.clearTimers();
     if (this.closed) return;
     if (code === 4001 && !this.authRetried) {
@@ -212,11 +225,9 @@ export class RoomSocket extends Emitter<SocketEvents> {
 
   private fail(code: number, reason: string): void {
     this.closed = true;
+    this.joined = false;
     this.clearTimers();
-    for (const pending of this.unacked.values()) {
-      pending.reject(new OpRefused({ type: "error", code: "closed", message: reason || `closed ${code}` }));
-    }
-    this.unacked.clear();
+    this.outbox.failAll(reason || `closed ${code}`);
     this.setStatus("closed");
     this.emit("fatal", { code, reason });
   }
@@ -245,11 +256,13 @@ export class RoomSocket extends Emitter<SocketEvents> {
     this.emit("status", status);
   }
 
-  private sendRaw(frame: object): void {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
+  private write(text: string): boolean {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(text);
+    return true;
   }
 
-  private onJoined(kind: "welcome" | "resumed"): void {
+  private onJoined(kind: "welcome" | "resumed", limits: Limits | undefined): void {
     this.joined = true;
     this.authRetried = false;
     this.backoffMs = 250;
@@ -257,11 +270,12 @@ export class RoomSocket extends Emitter<SocketEvents> {
     window.clearInterval(this.pingTimer);
     this.pingTimer = window.setInterval(() => {
       if (Date.now() - this.lastRx > DEAD_AFTER_MS) this.drop("no answer from the server");
-      else this.sendRaw({ type: "ping", t: Date.now() });
+      else this.send({ type: "ping", t: Date.now() });
     }, PING_EVERY_MS);
+    // Every unacknowledged op is queued again, in submission order, before anything else may go out.
+    this.outbox.join(limits);
     this.setStatus("online");
     this.emit("joined", kind);
-    for (const pending of this.unacked.values()) this.sendRaw(pending.frame);
   }
 
   // ---- incoming frames ------------------------------------------------------------------------
@@ -273,7 +287,7 @@ export class RoomSocket extends Emitter<SocketEvents> {
         state.room = frame.room;
         state.you = frame.you;
         state.resetFromSnapshot(frame.snapshot);
-        this.onJoined("welcome");
+        this.onJoined("welcome", frame.limits);
         break;
       case "resumed":
         this.epoch = frame.epoch;
@@ -283,7 +297,7 @@ export class RoomSocket extends Emitter<SocketEvents> {
         state.setPresence(frame.presence);
         state.camera = frame.camera;
         state.presenter = frame.presenter;
-        this.onJoined("resumed");
+        this.onJoined("resumed", frame.limits);
         break;
       case "event":
         if (frame.seq <= state.seq) return;
@@ -294,15 +308,9 @@ export class RoomSocket extends Emitter<SocketEvents> {
         state.apply(frame);
         this.emit("event", frame);
         break;
-      case "ack": {
-        const pending = this.unacked.get(frame.op_id);
-        if (pending) {
-          this.unacked.delete(frame.op_id);
-          pending.resolve(frame.seq);
-          this.emit("pending", this.unacked.size);
-        }
+      case "ack":
+        this.outbox.ack(frame.op_id, frame.seq);
         break;
-      }
       case "error":
         this.onError(frame);
         break;
@@ -324,25 +332,9 @@ export class RoomSocket extends Emitter<SocketEvents> {
   }
 
   private onError(frame: ErrorFrame): void {
-    const pending = frame.op_id ? this.unacked.get(frame.op_id) : undefined;
-    if (pending && frame.code === "internal") {
-      // Not stored on the server: retry with the same op_id.
-      window.setTimeout(() => this.joined && this.sendRaw(pending.frame), 500);
-      return;
-    }
-    if (pending) {
-      this.unacked.delete(pending.frame.op_id);
-      pending.reject(new OpRefused(frame));
-      this.emit("pending", this.unacked.size);
-      this.emit("opError", { error: frame, op: pending.frame });
-      return;
-    }
-    if (frame.code === "rate_limited" && this.unacked.size > 0) {
-      // The dropped frame may have been one of our ops; re-sending is safe (duplicates are acked, not applied).
-      window.setTimeout(() => {
-        if (this.joined) for (const p of this.unacked.values()) this.sendRaw(p.frame);
-      }, 1000);
-    }
+    if (this.outbox.handleError(frame)) return;
+    // Not about one of our ops. A `rate_limited` error names no op_id (the frame was dropped unread): if it
+    // was an op, the outbox sends it again once it has waited 5 s without an answer.
     this.emit("error", frame);
   }
 }

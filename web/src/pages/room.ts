@@ -23,8 +23,6 @@ import { SideTabs } from "../panels/tabs";
 import { Toolbar } from "../panels/toolbar";
 import { trackActivity } from "../activity";
 
-const POINTER_INTERVAL_MS = 55; // under the server's 20 Hz per connection
-
 export function mountRoom(root: HTMLElement, roomId: string): () => void {
   const socket = new RoomSocket(roomId, (force) => accessToken(force));
   const state = socket.state;
@@ -158,7 +156,7 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
   socket.on("status", renderConnection);
   socket.on("pending", renderConnection);
   socket.on("joined", (kind) => {
-    if (activity.status() === "idle") socket.send({ type: "presence", status: "idle" }); // a new connection starts active
+    if (activity.status() === "idle") sendPresence("idle"); // a new connection starts active
     renderAll();
     cameraSync.update(kind === "welcome");
     renderConnection();
@@ -184,7 +182,10 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
     presencePanel.render();
   });
   socket.on("pointer", (p) => pointers.set(p.user, p.color, state.nameOf(p.user), p.point));
-  socket.on("error", (e) => console.warn("room error", e));
+  socket.on("error", (e) => {
+    console.warn("room error", e);
+    if (e.code === "too_large") toast(e.message, "error");
+  });
   socket.on("fatal", ({ code, reason }) => {
     if (!state.room) title.textContent = "Room unavailable";
     presenter.el.hidden = !state.room;
@@ -210,21 +211,34 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
   let pointerTimer: number | undefined;
   let pointerOnModel = false;
   let latestHit: SurfaceHit | null = null;
+  // At most the server's pointer_max_hz (within the socket's rate budget); the latest position wins, and
+  // one the socket had to drop for want of a token is sent again after the interval.
   function sendPointer(hit: SurfaceHit | null): void {
     latestHit = hit;
     if (!hit && !pointerOnModel) return;
-    const wait = pointerSent + POINTER_INTERVAL_MS - performance.now();
-    if (wait > 0) {
-      pointerTimer ??= window.setTimeout(() => {
+    const interval = socket.intervals.pointerMs;
+    const later = (wait: number) =>
+      (pointerTimer ??= window.setTimeout(() => {
         pointerTimer = undefined;
         sendPointer(latestHit);
-      }, wait);
-      return;
-    }
-    pointerSent = performance.now();
-    pointerOnModel = hit !== null;
+      }, wait));
+    const wait = pointerSent + interval - performance.now();
+    if (wait > 0) return void later(wait);
     const p = hit?.point;
-    socket.send(p ? { type: "pointer", point: [round(p.x), round(p.y), round(p.z)], ...(hit.modelId ? { model_id: hit.modelId } : {}) } : { type: "pointer", point: null });
+    const frame = p ? { type: "pointer", point: [round(p.x), round(p.y), round(p.z)], ...(hit.modelId ? { model_id: hit.modelId } : {}) } : { type: "pointer", point: null };
+    if (socket.send(frame)) {
+      pointerSent = performance.now();
+      pointerOnModel = hit !== null;
+    } else if (socket.connected) later(interval);
+  }
+
+  // Presence is state, not a stream: a report dropped for want of a token is retried while still current.
+  let presenceTimer: number | undefined;
+  function sendPresence(status: "active" | "idle"): void {
+    window.clearTimeout(presenceTimer);
+    if (!socket.send({ type: "presence", status }) && socket.connected) {
+      presenceTimer = window.setTimeout(() => sendPresence(status), 1000);
+    }
   }
 
   // ---- keyboard, activity, test hook ----------------------------------------------------------------
@@ -240,7 +254,7 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
       chatPanel.focus();
     },
   });
-  const activity = trackActivity((status) => socket.send({ type: "presence", status }));
+  const activity = trackActivity(sendPresence);
   (window as unknown as { __trinity?: unknown }).__trinity = { socket, state, viewport, tools, cameraSync, pointers };
 
   renderAll();
@@ -252,6 +266,7 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
     removeShortcuts();
     activity.stop();
     window.clearTimeout(pointerTimer);
+    window.clearTimeout(presenceTimer);
     viewport.dispose();
     root.classList.remove("room-root", "side-collapsed", "read-only");
     delete (window as unknown as { __trinity?: unknown }).__trinity;

@@ -1,5 +1,6 @@
 /** Room chat. Messages typed while offline are shown as pending and sent on resume. */
-import { clear, formatTime, h } from "../dom";
+import { clear, formatTime, h, toast } from "../dom";
+import { OpRefused } from "../roomSocket";
 import type { EventFrame } from "../protocol";
 import type { RoomContext } from "./context";
 
@@ -81,6 +82,8 @@ export class ChatPanel {
         this.input.value = text; // give the text back so it is not lost
         this.render();
         console.warn("chat refused", err);
+        const why = err instanceof OpRefused ? err.frame.message : err.message;
+        toast(`Message not sent: ${why}`, "error");
       });
   }
 }

@@ -29,7 +29,8 @@ export function makeOp(socket: RoomSocket): RoomContext["op"] {
     } catch (err) {
       if (err instanceof OpRefused) {
         const code = err.frame.code;
-        toast(FRIENDLY[code] ?? `${code}: ${err.frame.message}`, "error");
+        const local = code === "too_large" && err.frame.details?.local === true; // refused before sending: says why
+        toast(local ? err.frame.message : (FRIENDLY[code] ?? `${code}: ${err.frame.message}`), "error");
         return null;
       }
       throw err;
