@@ -304,7 +304,7 @@ class RoomClient:
             seq = frame["seq"]
             if seq <= self.state.seq:
                 return  # already applied (possible across a resume)
-            evolve(self.state, frame)
+            evolve(self.state, frame, track_history=False)
         elif kind == "ack":
             entry = self._unacked.pop(frame["op_id"], None)
             self._sent_at.pop(frame["op_id"], None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -23,6 +24,7 @@ PALETTE = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def user_color(user_id: str) -> str:
     return PALETTE[int(hashlib.sha1(user_id.encode()).hexdigest(), 16) % len(PALETTE)]
 

@@ -348,12 +348,16 @@ def _forget_for_others(state: RoomState, annotation_id: str, user: str) -> None:
     state.history_refs[annotation_id] = {user}
 
 
-def evolve(state: RoomState, event: dict[str, Any]) -> None:
-    """Apply one sequenced event (as stored) to the state."""
+def evolve(state: RoomState, event: dict[str, Any], *, track_history: bool = True) -> None:
+    """Apply one sequenced event (as stored) to the state. Replicas that never decide (clients) skip
+    the undo/redo bookkeeping with track_history=False."""
     kind = event["kind"]
     data = event["data"]
     if kind.startswith("annotation."):
-        _evolve_annotation(state, event)
+        if track_history:
+            _evolve_annotation(state, event)
+        else:
+            state.annotations[data["annotation"]["id"]] = data["annotation"]
     elif kind == "chat.message":
         state.chat.append({"seq": event["seq"], "user": event["user"], "text": data["text"], "ts": event.get("ts")})
         del state.chat[:-CHAT_IN_SNAPSHOT]
@@ -365,7 +369,7 @@ def evolve(state: RoomState, event: dict[str, Any]) -> None:
         state.models[data["id"]].update(data)
     elif kind == "room.archived":
         state.archived = True
-    if event.get("op_id"):
+    if track_history and event.get("op_id"):
         state.op_index[(event["user"], event["op_id"])] = event["seq"]
     state.seq = event["seq"]
 

@@ -141,6 +141,7 @@ async def _receive_loop(websocket: WebSocket, hub: RoomHub, conn: Connection, ap
     settings = app.state.settings
     metrics = app.state.metrics
     bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst)
+    counters_in = {t: metrics.messages_in.labels(type=t) for t in (*_FRAME_TYPES, "other")}
     limit = settings.ws_max_message_bytes
     while not conn.closed and websocket.client_state == WebSocketState.CONNECTED:
         message = await websocket.receive()
@@ -167,7 +168,7 @@ async def _receive_loop(websocket: WebSocket, hub: RoomHub, conn: Connection, ap
             conn.push(_error("bad_message", "frame is not a JSON object"))
             continue
         kind = frame.get("type")
-        metrics.messages_in.labels(type=str(kind)[:20] if kind in _FRAME_TYPES else "other").inc()
+        counters_in[kind if kind in _FRAME_TYPES else "other"].inc()
         op_id = frame.get("op_id") if isinstance(frame.get("op_id"), str) else None
         try:
             _dispatch(hub, conn, kind, frame, op_id)
