@@ -8,7 +8,7 @@ from server.accounts import service as accounts
 from server.accounts.models import Site, User
 from server.cases.models import Case, CaseIdentity
 from server.core.auth import Principal
-from server.rooms import service as rooms
+from server.rooms import repository as rooms
 from server.rooms.models import Room, RoomMember
 
 DEMO_SITE = "demo-hospital"

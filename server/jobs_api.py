@@ -13,7 +13,7 @@ from server.core.errors import Forbidden, Invalid, NotFound
 from server.core.job_store import JobRecord, to_view
 from server.core.jobs import REGISTRY, JobSpec, JobView
 from server.deps import CurrentPrincipal, client_ip
-from server.rooms import service as rooms
+from server.rooms import repository as rooms
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 

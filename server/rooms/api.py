@@ -13,7 +13,7 @@ from server.core import audit
 from server.core.auth import Principal
 from server.core.errors import Conflict
 from server.deps import CurrentPrincipal, client_ip
-from server.rooms import service
+from server.rooms import repository
 from server.rooms.hub import MemberInfo
 from server.rooms.models import Room
 from server.rooms.protocol import OpRejected
@@ -109,7 +109,7 @@ def _audit(db: Session, principal: Principal, action: str, room_id: str, request
 @router.post("/rooms", status_code=201)
 async def create_room(body: RoomCreate, principal: CurrentPrincipal, request: Request) -> RoomPublic:
     def run(db: Session) -> RoomPublic:
-        room = service.create_room(db, principal, kind=body.kind, title=body.title, case_id=body.case_id)
+        room = repository.create_room(db, principal, kind=body.kind, title=body.title, case_id=body.case_id)
         _audit(db, principal, "room.create", room.id, request, kind=room.kind)
         return _public(room, "owner")
 
@@ -119,14 +119,14 @@ async def create_room(body: RoomCreate, principal: CurrentPrincipal, request: Re
 @router.get("/rooms")
 async def list_rooms(principal: CurrentPrincipal, request: Request, archived: bool = False) -> list[RoomPublic]:
     return await _in_db(
-        request, lambda db: [_public(r, role) for r, role in service.list_my_rooms(db, principal, archived)]
+        request, lambda db: [_public(r, role) for r, role in repository.list_my_rooms(db, principal, archived)]
     )
 
 
 @router.get("/rooms/{room_id}")
 async def get_room(room_id: str, principal: CurrentPrincipal, request: Request) -> RoomPublic:
     def run(db: Session) -> RoomPublic:
-        room, role = service.require_member(db, room_id, principal)
+        room, role = repository.require_member(db, room_id, principal)
         return _public(room, role)
 
     return await _in_db(request, run)
@@ -135,10 +135,10 @@ async def get_room(room_id: str, principal: CurrentPrincipal, request: Request) 
 @router.get("/rooms/{room_id}/members")
 async def list_members(room_id: str, principal: CurrentPrincipal, request: Request) -> list[MemberPublic]:
     def run(db: Session) -> list[MemberPublic]:
-        service.require_member(db, room_id, principal)
+        repository.require_member(db, room_id, principal)
         return [
             MemberPublic(user_id=m.user_id, display_name=m.display_name, site_id=m.site_id, role=m.role)
-            for m in service.members(db, room_id)
+            for m in repository.members(db, room_id)
         ]
 
     return await _in_db(request, run)
@@ -149,7 +149,7 @@ async def _sync_hub(request: Request, room_id: str) -> None:
     hub = request.app.state.hubs.loaded(room_id)
     if hub is None:
         return
-    current = {m.user_id: m for m in await _in_db(request, lambda db: service.members(db, room_id))}
+    current = {m.user_id: m for m in await _in_db(request, lambda db: repository.members(db, room_id))}
     for user_id in list(hub.members):
         if user_id not in current:
             hub.remove_member(user_id)
@@ -160,9 +160,9 @@ async def _sync_hub(request: Request, room_id: str) -> None:
 @router.post("/rooms/{room_id}/members", status_code=201)
 async def add_member(room_id: str, body: MemberAdd, principal: CurrentPrincipal, request: Request) -> MemberPublic:
     def run(db: Session) -> MemberPublic:
-        member = service.add_member(db, principal, room_id, body.user_id, body.role)
+        member = repository.add_member(db, principal, room_id, body.user_id, body.role)
         _audit(db, principal, "room.member_add", room_id, request, user_id=body.user_id, role=body.role)
-        view = next(m for m in service.members(db, room_id) if m.user_id == member.user_id)
+        view = next(m for m in repository.members(db, room_id) if m.user_id == member.user_id)
         return MemberPublic(user_id=view.user_id, display_name=view.display_name, site_id=view.site_id, role=view.role)
 
     added = await _in_db(request, run)
@@ -173,7 +173,7 @@ async def add_member(room_id: str, body: MemberAdd, principal: CurrentPrincipal,
 @router.delete("/rooms/{room_id}/members/{user_id}", status_code=204)
 async def remove_member(room_id: str, user_id: str, principal: CurrentPrincipal, request: Request) -> None:
     def run(db: Session) -> None:
-        service.remove_member(db, principal, room_id, user_id)
+        repository.remove_member(db, principal, room_id, user_id)
         _audit(db, principal, "room.member_remove", room_id, request, user_id=user_id)
 
     await _in_db(request, run)
@@ -183,7 +183,7 @@ async def remove_member(room_id: str, user_id: str, principal: CurrentPrincipal,
 @router.put("/rooms/{room_id}/case")
 async def attach_case(room_id: str, body: CaseAttach, principal: CurrentPrincipal, request: Request) -> RoomPublic:
     def run(db: Session) -> RoomPublic:
-        room = service.attach_case(db, principal, room_id, body.case_id)
+        room = repository.attach_case(db, principal, room_id, body.case_id)
         _audit(db, principal, "room.case_attach", room_id, request, case_id=body.case_id)
         return _public(room)
 
@@ -195,7 +195,7 @@ async def create_invite(room_id: str, body: InviteCreate, principal: CurrentPrin
     settings = request.app.state.settings
 
     def run(db: Session) -> InviteOut:
-        invite, token = service.create_invite(
+        invite, token = repository.create_invite(
             db,
             principal,
             room_id,
@@ -221,7 +221,7 @@ async def create_invite(room_id: str, body: InviteCreate, principal: CurrentPrin
 @router.delete("/rooms/{room_id}/invites/{invite_id}", status_code=204)
 async def revoke_invite(room_id: str, invite_id: str, principal: CurrentPrincipal, request: Request) -> None:
     def run(db: Session) -> None:
-        service.revoke_invite(db, principal, room_id, invite_id)
+        repository.revoke_invite(db, principal, room_id, invite_id)
         _audit(db, principal, "room.invite_revoke", room_id, request, invite_id=invite_id)
 
     await _in_db(request, run)
@@ -230,9 +230,9 @@ async def revoke_invite(room_id: str, invite_id: str, principal: CurrentPrincipa
 @router.post("/invites/{token}/accept")
 async def accept_invite(token: str, principal: CurrentPrincipal, request: Request) -> RoomPublic:
     def run(db: Session) -> RoomPublic:
-        room, member = service.accept_invite(db, principal, token)
+        room, member = repository.accept_invite(db, principal, token)
         _audit(db, principal, "room.invite_accept", room.id, request, role=member.role)
-        return _public(room, service.effective_role(member.role, principal.role))
+        return _public(room, repository.effective_role(member.role, principal.role))
 
     accepted = await _in_db(request, run)
     await _sync_hub(request, accepted.id)
@@ -241,7 +241,7 @@ async def accept_invite(token: str, principal: CurrentPrincipal, request: Reques
 
 @router.post("/rooms/{room_id}/archive")
 async def archive_room(room_id: str, principal: CurrentPrincipal, request: Request) -> RoomPublic:
-    room = await _in_db(request, lambda db: service.require_manager(db, room_id, principal))
+    room = await _in_db(request, lambda db: repository.require_manager(db, room_id, principal))
     if room.archived_at_ms:
         raise Conflict("the room is already archived")
     hub = await request.app.state.hubs.get(room_id)
@@ -251,8 +251,8 @@ async def archive_room(room_id: str, principal: CurrentPrincipal, request: Reque
         raise Conflict(exc.message) from exc
 
     def run(db: Session) -> RoomPublic:
-        fresh = service.get_room(db, room_id)
-        service.mark_archived(db, fresh)
+        fresh = repository.get_room(db, room_id)
+        repository.mark_archived(db, fresh)
         _audit(db, principal, "room.archive", room_id, request)
         return _public(fresh)
 
@@ -268,7 +268,7 @@ async def room_events(
     limit: int = Query(500, ge=1, le=5000),
 ) -> list[dict[str, Any]]:
     def run(db: Session) -> list[dict[str, Any]]:
-        service.require_member(db, room_id, principal)
+        repository.require_member(db, room_id, principal)
         return RoomLog(request.app.state.db.engine).events_after(room_id, after, limit)
 
     return await _in_db(request, run)

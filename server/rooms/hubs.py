@@ -8,7 +8,7 @@ import contextlib
 from server.core.bus import EventBus
 from server.core.db import Database
 from server.core.metrics import Metrics
-from server.rooms import service
+from server.rooms import repository
 from server.rooms.hub import MemberInfo, RoomHub, dumps
 from server.rooms.store import GroupCommitWriter
 from server.settings import Settings
@@ -72,7 +72,7 @@ class Hubs:
 
     def _load_room(self, room_id: str) -> tuple[dict[str, object], list[MemberInfo]]:
         with self.db.session() as db:
-            room = service.get_room(db, room_id)
+            room = repository.get_room(db, room_id)
             info: dict[str, object] = {
                 "id": room.id,
                 "kind": room.kind,
@@ -80,7 +80,8 @@ class Hubs:
                 "case_id": room.case_id,
                 "site": room.site_id,
             }
-            members = [MemberInfo(m.user_id, m.display_name, m.site_id, m.role) for m in service.members(db, room_id)]
+            rows = repository.members(db, room_id)
+            members = [MemberInfo(m.user_id, m.display_name, m.site_id, m.role) for m in rows]
         return info, members
 
     def release(self, room_id: str) -> None:

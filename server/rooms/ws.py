@@ -20,7 +20,7 @@ from server.core.auth import Principal, authenticate
 from server.core.errors import TrinityError
 from server.core.logs import room_context
 from server.rooms import protocol as p
-from server.rooms import service
+from server.rooms import repository
 from server.rooms.connection import Connection
 from server.rooms.hub import RoomHub, dumps
 from server.rooms.hubs import Hubs
@@ -44,7 +44,7 @@ async def _close(websocket: WebSocket, code: int, error: str) -> None:
 def _authorize(app: Any, room_id: str, token: str, ip: str | None) -> tuple[Principal, RoomRole]:
     with app.state.db.session() as db:
         principal = authenticate(db, app.state.settings, token)
-        room, role = service.require_member(db, room_id, principal)
+        room, role = repository.require_member(db, room_id, principal)
         if room.archived_at_ms:
             role = "observer"  # archived rooms are read-only
         audit.record(

@@ -18,7 +18,7 @@ from server.core import auth
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.migrate import upgrade
-from server.rooms import service as rooms
+from server.rooms import repository as rooms
 from server.settings import Settings
 from tests.support.services import free_port
 

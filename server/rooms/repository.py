@@ -1,4 +1,4 @@
-"""Rooms, membership and invites: the data functions behind the REST API and the WebSocket join.
+"""Rooms, membership and invites in the database (the rooms repository) for REST and the WebSocket join.
 
 Authorization for rooms lives here, once: `room_role` says what a principal is in a room (or None).
 """
