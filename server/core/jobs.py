@@ -10,11 +10,12 @@ as an ephemeral `job` frame. `LocalJobRunner` (embedded, `make run`) runs each j
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Progress = Callable[[float, str], None]
+Publish = Callable[[str, dict[str, Any]], Awaitable[None]]  # (room_id, frame): a frame into a room
 JobFunction = Callable[[dict[str, Any], Progress], dict[str, Any]]
 
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})

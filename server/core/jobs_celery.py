@@ -29,7 +29,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -58,12 +58,11 @@ from server.core.job_store import (
     to_view,
     update_job_if,
 )
-from server.core.jobs import REGISTRY, TERMINAL_STATES, CancelledByUser, JobSpec, JobView, RetryableJobError
+from server.core.jobs import REGISTRY, TERMINAL_STATES, CancelledByUser, JobSpec, JobView, Publish, RetryableJobError
 from server.rooms.frames import dumps
 from server.settings import Settings
 
 log = logging.getLogger("trinity.jobs")
-Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 T = TypeVar("T")
 
 TASK_NAME = "trinity.run_job"

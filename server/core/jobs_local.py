@@ -13,7 +13,6 @@ import importlib
 import logging
 import multiprocessing
 import traceback
-from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -31,10 +30,9 @@ from server.core.job_store import (
     unfinished,
     update_job,
 )
-from server.core.jobs import REGISTRY, TERMINAL_STATES, JobSpec, JobView
+from server.core.jobs import REGISTRY, TERMINAL_STATES, JobSpec, JobView, Publish
 
 log = logging.getLogger("trinity.jobs")
-Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 def _die_with_parent() -> None:
