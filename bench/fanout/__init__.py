@@ -274,7 +274,7 @@ def seed_trinity(data_dir: Path, secret: str, args: argparse.Namespace) -> Rooms
     from server.core import auth
     from server.core.db import Database
     from server.core.migrate import upgrade
-    from server.rooms import service as rooms
+    from server.rooms import repository as rooms
     from server.settings import Settings
 
     settings = Settings(environment="development", data_dir=data_dir, database_url="", secret_key=secret)
