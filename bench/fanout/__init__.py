@@ -48,6 +48,7 @@ import threading
 import time
 import urllib.request
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=(__doc__ or "").split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_load_arguments(parser, servers=True)
+    args = parser.parse_args(argv)
+    args.servers = [s for s in args.servers.split(",") if s]
+    for name in args.servers:
+        if name not in SERVERS:
+            parser.error(f"unknown server {name!r}")
+    return check_load_arguments(parser, args)
+
+
+def add_load_arguments(parser: argparse.ArgumentParser, *, servers: bool = False) -> None:
+    """The options of the load and of the measurement, shared with the benchmarks built on this one."""
     add = parser.add_argument
     add("--rooms", type=int, default=10, help="rooms (R), default 10")
     add("--clients", type=int, default=10, help="clients per room (C), default 10")
@@ -84,7 +96,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--force-write", action="store_true", help="write the results even if a measurement was noisy")
     add("--procs", type=int, default=2, help="load-generator processes, default 2")
-    add("--servers", default=",".join(SERVERS), help=f"subset of {','.join(SERVERS)}")
+    if servers:
+        add("--servers", default=",".join(SERVERS), help=f"subset of {','.join(SERVERS)}")
     add("--workloads", default=",".join(WORKLOADS), help=f"subset of {','.join(WORKLOADS)}")
     add(
         "--trinity-env",
@@ -105,12 +118,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "event to RoomClient's replica, to separate server latency from the client state "
         "machine's cost (implies --no-write)",
     )
-    args = parser.parse_args(argv)
-    args.servers = [s for s in args.servers.split(",") if s]
+
+
+def check_load_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     args.workloads = [w for w in args.workloads.split(",") if w]
-    for name in args.servers:
-        if name not in SERVERS:
-            parser.error(f"unknown server {name!r}")
     for name in args.workloads:
         if name not in WORKLOADS:
             parser.error(f"unknown workload {name!r}")
@@ -158,6 +169,18 @@ def process_cpu(pid: int) -> float:
     except (OSError, IndexError):
         return float("nan")
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def processes_cpu(pids: list[int]) -> dict[int, float]:
+    """utime + stime of each process that still exists."""
+    found = {pid: process_cpu(pid) for pid in pids}
+    return {pid: cpu for pid, cpu in found.items() if not math.isnan(cpu)}
+
+
+def cpu_between(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds used between two `processes_cpu` readings; a process that appeared in between
+    counts from zero, one that ended in between is not counted."""
+    return sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in after.items())
 
 
 class ServerProcess:
@@ -267,9 +290,18 @@ class Worker:
 
 
 # ---- servers -------------------------------------------------------------------------------------
-def seed_trinity(data_dir: Path, secret: str, args: argparse.Namespace) -> Rooms:
+def seed_trinity(data_dir: Path, secret: str, args: argparse.Namespace, database_url: str = "") -> Rooms:
     """Users bench0..bench{C-1} of one site (bench0 owns the rooms, the others participate) in R
-    rooms per workload, written into the SQLite database the server will open; a token each."""
+    rooms per workload, written into the database the server will open (SQLite under data_dir
+    unless database_url is set, migrated first); a token each."""
+    return seed_trinity_setups(data_dir, secret, args, [""], database_url)[""]
+
+
+def seed_trinity_setups(
+    data_dir: Path, secret: str, args: argparse.Namespace, setups: list[str], database_url: str = ""
+) -> dict[str, Rooms]:
+    """`seed_trinity` with R rooms per workload for each of several setups measured on one
+    database (the same users and tokens), so no setup replays another's room log."""
     from server.accounts import service as accounts
     from server.core import auth
     from server.core.db import Database
@@ -277,10 +309,10 @@ def seed_trinity(data_dir: Path, secret: str, args: argparse.Namespace) -> Rooms
     from server.rooms import repository as rooms
     from server.settings import Settings
 
-    settings = Settings(environment="development", data_dir=data_dir, database_url="", secret_key=secret)
+    settings = Settings(environment="development", data_dir=data_dir, database_url=database_url, secret_key=secret)
     upgrade(settings.effective_database_url)
     db = Database(settings)
-    out: Rooms = {}
+    out: dict[str, Rooms] = {}
     try:
         with db.session() as session:
             accounts.create_site(session, site_id="bench-site", name="Bench Hospital")
@@ -298,23 +330,28 @@ def seed_trinity(data_dir: Path, secret: str, args: argparse.Namespace) -> Rooms
             first = users[0]
             owner = auth.Principal(first.id, first.site_id, first.role, first.display_name)
             tokens = [auth.login(session, settings, u.username, PASSWORD).access_token for u in users]
-            for workload in args.workloads:
-                out[workload] = []
-                for r in range(args.rooms):
-                    title = f"bench {workload} {r}"
-                    room = rooms.create_room(session, owner, kind="consultation", title=title, case_id=None)
-                    for user in users[1:]:
-                        rooms.add_member(session, owner, room.id, user.id, "participant")
-                    out[workload].append({"id": room.id, "clients": args.clients, "tokens": tokens})
+            for setup in setups:
+                out[setup] = {}
+                for workload in args.workloads:
+                    out[setup][workload] = []
+                    for r in range(args.rooms):
+                        title = " ".join(["bench", *([setup] if setup else []), workload, str(r)])
+                        room = rooms.create_room(session, owner, kind="consultation", title=title, case_id=None)
+                        for user in users[1:]:
+                            rooms.add_member(session, owner, room.id, user.id, "participant")
+                        out[setup][workload].append({"id": room.id, "clients": args.clients, "tokens": tokens})
     finally:
         db.close()
     return out
 
 
-def trinity_env(data_dir: Path, secret: str, args: argparse.Namespace) -> dict[str, str]:
+def trinity_env(
+    data_dir: Path, secret: str, args: argparse.Namespace, database_url: str = "", redis_url: str = ""
+) -> dict[str, str]:
     env = {
         "TRINITY_DATA_DIR": str(data_dir),
-        "TRINITY_DATABASE_URL": "",  # SQLite under the data dir
+        "TRINITY_DATABASE_URL": database_url,  # empty: SQLite under the data dir
+        "TRINITY_REDIS_URL": redis_url,  # empty: the in-process event bus
         "TRINITY_SECRET_KEY": secret,
         "TRINITY_LOG_LEVEL": "WARNING",
         # The pointer throttle is twice the send rate, not the send rate. With the throttle at
@@ -380,9 +417,11 @@ class Measurement:
     errors: dict[str, int] = field(default_factory=dict)
     unexpected: int = 0
     reconnects: int = 0
-    server_cpu: list[float] = field(default_factory=list)  # % of one core, per run
+    server_cpu: list[float] = field(default_factory=list)  # % of one core, per run (all instances)
     loadgen_cpu: list[float] = field(default_factory=list)  # % of one core, per process and run
+    service_cpu: list[float] = field(default_factory=list)  # the database and Redis serving it, per run
     other_cpu: list[float] = field(default_factory=list)  # the machine minus the benchmark, per run
+    cross_instance: array = field(default_factory=lambda: array("b"))  # per latency: 1 = sender elsewhere
 
     @staticmethod
     def percentile(values: array, p: float) -> float | None:
@@ -408,7 +447,9 @@ class Measurement:
         self.reconnects += other.reconnects
         self.server_cpu += other.server_cpu
         self.loadgen_cpu += other.loadgen_cpu
+        self.service_cpu += other.service_cpu
         self.other_cpu += other.other_cpu
+        self.cross_instance.extend(other.cross_instance)
 
     def figures(self) -> dict[str, float | int | None]:
         return {
@@ -428,25 +469,35 @@ def _mean(values: list[float]) -> float:
 
 
 def measure(
-    server: ServerProcess,
+    server: ServerProcess | list[ServerProcess],
     server_name: str,
     workload: str,
     rooms: list[dict[str, Any]],
     run: int,
     args: argparse.Namespace,
     workdir: Path,
+    *,
+    label: str | None = None,
+    services: Callable[[], list[int]] | None = None,
 ) -> Measurement:
     """One run: start the workers, let them connect, start them together, collect their figures.
-    `run` numbers the runs of a server: Trinity's annotation ids must not repeat in a room."""
+    `run` numbers the runs of a server: Trinity's annotation ids must not repeat in a room.
+
+    Several servers are instances of one deployment: client k of each room connects to instance
+    k mod n, and each latency is marked as crossing instances or not. `services` lists the pids of
+    the processes serving the servers (database, Redis), which count as the benchmark's, not as
+    noise; `label` names the sample files (default: server_name)."""
+    instances = server if isinstance(server, list) else [server]
     into = Measurement()
-    base = workdir / f"{server_name}-{workload}-{run}"
+    base = workdir / f"{label or server_name}-{workload}-{run}"
+    base_urls = [f"http://127.0.0.1:{s.port}" for s in instances]
     workers: list[Worker] = []
     try:
         for w in range(args.procs):
             config = {
                 "repo": str(REPO),
                 "server": server_name,
-                "base_url": f"http://127.0.0.1:{server.port}",
+                "base_url": base_urls[0],
                 "workload": workload,
                 "rooms": rooms[w :: args.procs],
                 "run": run,
@@ -459,30 +510,40 @@ def measure(
                 "seed": args.seed * 1000 + run * 10 + w,
                 "client_replica": not args.no_client_replica,
             }
+            if len(base_urls) > 1:
+                config["base_urls"] = base_urls
             workers.append(Worker(config, Path(f"{base}-{w}.log")))
         for worker in workers:
             worker.expect("READY", 120)
         t0 = time.monotonic() + 0.3
         for worker in workers:
             worker.send(f"GO {t0!r}")
-        # CPU use during the window: the server, each load generator, and the rest of the machine.
+        # CPU use during the window: the servers, each load generator, the services (database,
+        # Redis) and the rest of the machine.
         t_meas = t0 + args.warmup
         time.sleep(max(0.0, t_meas - time.monotonic()))
-        pids = [server.proc.pid] + [w.proc.pid for w in workers]
+        pids = [s.proc.pid for s in instances] + [w.proc.pid for w in workers]
         cpu0, (busy0, total0) = [process_cpu(pid) for pid in pids], machine_cpu()
+        service0 = processes_cpu(services()) if services else {}
         time.sleep(max(0.0, t_meas + args.duration - time.monotonic()))
         cpu1, (busy1, total1) = [process_cpu(pid) for pid in pids], machine_cpu()
+        service1 = processes_cpu(services()) if services else {}
         used = [100.0 * (b - a) / args.duration for a, b in zip(cpu0, cpu1, strict=True)]
+        service = 100.0 * cpu_between(service0, service1) / args.duration
         machine = 100.0 * (os.cpu_count() or 1) * (busy1 - busy0) / max(total1 - total0, 1e-9)
-        into.server_cpu.append(used[0])
-        into.loadgen_cpu.extend(used[1:])
-        into.other_cpu.append(machine - sum(used))
+        into.server_cpu.append(sum(used[: len(instances)]))
+        into.loadgen_cpu.extend(used[len(instances) :])
+        if services:
+            into.service_cpu.append(service)
+        into.other_cpu.append(machine - sum(used) - service)
         for w, worker in enumerate(workers):
             summary = json.loads(worker.expect("RESULT", args.drain + 90))
             for suffix, target in ((".lat", into.latencies), (".lat.lag", into.send_lag)):
                 data = array("d")
                 data.frombytes(Path(f"{base}-{w}{suffix}").read_bytes())
                 target.extend(data)
+            if len(base_urls) > 1:
+                into.cross_instance.frombytes(Path(f"{base}-{w}.lat.cross").read_bytes())
             into.sent += summary["sent"]
             into.expected += summary["expected"]
             into.received += summary["received"]
@@ -494,9 +555,28 @@ def measure(
     finally:
         for worker in workers:
             worker.stop()
-    if server.proc.poll() is not None:
-        raise RuntimeError(f"{server_name} died during {workload}:\n{server.tail()}")
+    for instance in instances:
+        if instance.proc.poll() is not None:
+            raise RuntimeError(f"{instance.name} died during {workload}:\n{instance.tail()}")
     return into
+
+
+def measure_until_quiet(tag: str, title: str, once: Callable[[], Measurement], retries: int) -> Measurement:
+    """Run `once` and print its figures; run it again (at most `retries` times) while the machine
+    was noisy, and return the last run."""
+    for attempt in range(retries + 1):
+        print(f"[{tag}] {title}", end=" ", flush=True)
+        m = once()
+        f = m.figures()
+        print(
+            f"-> p50 {fmt(f['p50_ms'])} ms, p99 {fmt(f['p99_ms'])} ms, "
+            f"{fmt(f['delivered_per_s'])} delivered/s, lost {f['lost']}"
+            + (f"; NOISY (other processes {max(m.other_cpu):.0f}%)" if m.noisy else ""),
+            flush=True,
+        )
+        if not m.noisy or attempt == retries:
+            break
+    return m
 
 
 # ---- report --------------------------------------------------------------------------------------
@@ -604,14 +684,15 @@ def print_table(
     print()
 
 
-def write_results(path: Path, fanout: dict[str, Any]) -> None:
+def write_results(path: Path, fanout: dict[str, Any], key: str = "fanout") -> None:
+    """Replace `key` of the results file, keeping the other keys."""
     data: dict[str, Any] = {}
     if path.exists():
         with contextlib.suppress(ValueError):
             loaded = json.loads(path.read_text())
             if isinstance(loaded, dict):
                 data = loaded
-    data["fanout"] = fanout
+    data[key] = fanout
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)
@@ -632,19 +713,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 for repeat in range(args.repeat):
                     for name in args.servers:
                         server, rooms = servers[name]
-                        for attempt in range(args.retries + 1):
-                            print(f"[fanout] {workload} on {name} ({repeat + 1})", end=" ", flush=True)
-                            m = measure(server, name, workload, rooms[workload], runs[name], args, workdir)
-                            runs[name] += 1
-                            f = m.figures()
-                            print(
-                                f"-> p50 {fmt(f['p50_ms'])} ms, p99 {fmt(f['p99_ms'])} ms, "
-                                f"{fmt(f['delivered_per_s'])} delivered/s, lost {f['lost']}"
-                                + (f"; NOISY (other processes {max(m.other_cpu):.0f}%)" if m.noisy else ""),
-                                flush=True,
-                            )
-                            if not m.noisy or attempt == args.retries:
-                                break
+
+                        def once(
+                            server: ServerProcess = server,
+                            name: str = name,
+                            workload: str = workload,
+                            rooms: Rooms = rooms,
+                        ) -> Measurement:
+                            runs[name] += 1  # a noisy run's annotation ids are used: the next one is a new run
+                            return measure(server, name, workload, rooms[workload], runs[name] - 1, args, workdir)
+
+                        title = f"{workload} on {name} ({repeat + 1})"
+                        m = measure_until_quiet("fanout", title, once, args.retries)
                         measured.setdefault((name, workload), Measurement()).merge(m)
         finally:
             for server, _ in servers.values():

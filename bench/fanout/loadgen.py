@@ -13,6 +13,11 @@ sent in the window [t0 + warmup, t0 + warmup + duration) count. After the window
 at most `drain_s`, until every expected delivery arrived, then writes the latencies (ms, float64)
 to `samples_path` and how late each send was against its schedule to `samples_path.lag`.
 
+Trinity as several instances (`base_urls` in the config, bench/fanout_cluster): client k of a room
+connects to instance k mod n (RoomClient gets the list starting there, so a reconnect would move on
+to the next instance), and `samples_path.cross` holds one byte per latency, 1 when the sender was
+connected to another instance than the receiver.
+
 The clients, one per server, stamp a message as soon as their library hands it over decoded:
 - trinity: `server.rooms.client.RoomClient`, subclassed to stamp in `_handle` (where each frame
   arrives decoded, before it updates the client's replica of the room);
@@ -44,7 +49,9 @@ CONNECT_CONCURRENCY = 10
 class Window:
     """What was sent and received inside the measurement window."""
 
-    def __init__(self) -> None:
+    def __init__(self, instances: int = 1) -> None:
+        self.instances = instances  # Trinity instances the clients are spread over
+        self.cross = array("b")  # per latency (instances > 1): 1 = the sender is on another instance
         self.t_meas = float("inf")
         self.t_end = float("inf")
         self.latencies = array("d")
@@ -54,10 +61,12 @@ class Window:
         self.errors: dict[str, int] = {}
         self.unexpected = 0  # frames no client should get (e.g. a relay echoing to the sender)
 
-    def received_at(self, now: float, t_send: float) -> None:
+    def received_at(self, now: float, t_send: float, sender: int = 0, receiver: int = 0) -> None:
         if self.t_meas <= t_send < self.t_end:
             self.latencies.append((now - t_send) * 1000.0)
             self.received += 1
+            if self.instances > 1:
+                self.cross.append(sender % self.instances != receiver % self.instances)
 
     def error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
@@ -105,20 +114,25 @@ class TrinityClient:
                     return
                 super()._handle(frame)
 
+        # Several instances: client ci's own instance first, the others to fail over to.
+        urls = config.get("base_urls") or [config["base_url"]]
+        home = ci % len(urls)
+        base_url = urls[home:] + urls[:home] if len(urls) > 1 else urls[0]
         # queue_max=1: frames are consumed in _handle; RoomClient's frame queue is never read.
-        self.room = StampingRoomClient(config["base_url"], room["id"], room["tokens"][ci], queue_max=1)
+        self.room = StampingRoomClient(base_url, room["id"], room["tokens"][ci], queue_max=1)
 
     def _on_frame(self, now: float, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
         if kind == "event" and frame.get("kind") == "annotation.created":
             record = frame["data"]["annotation"]
             # The sender gets the event of its own op too; that is not a fan-out delivery.
-            if sender_of(record["id"]) != self.ci:
-                self.window.received_at(now, float(record["label"]))
+            sender = sender_of(record["id"])
+            if sender != self.ci:
+                self.window.received_at(now, float(record["label"]), sender, self.ci)
         elif kind == "pointer":
             point = frame.get("point")
             if point and int(point[2]) != self.ci:
-                self.window.received_at(now, point[0])
+                self.window.received_at(now, point[0], int(point[2]), self.ci)
             elif point:
                 self.window.unexpected += 1
         elif kind == "error":
@@ -267,6 +281,9 @@ def save(path: str, window: Window) -> None:
         window.latencies.tofile(f)
     with open(path + ".lag", "wb") as f:
         window.send_lag.tofile(f)
+    if window.instances > 1:
+        with open(path + ".cross", "wb") as f:
+            window.cross.tofile(f)
 
 
 async def read_line() -> str:
@@ -274,7 +291,7 @@ async def read_line() -> str:
 
 
 async def run(config: dict[str, Any]) -> dict[str, Any]:
-    window = Window()
+    window = Window(len(config.get("base_urls") or [config["base_url"]]))
     rooms = config["rooms"]
     factory = CLIENTS[config["server"]]
     clients = [(factory(config, room, ci, window), r) for r, room in enumerate(rooms) for ci in range(room["clients"])]

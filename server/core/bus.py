@@ -24,6 +24,8 @@ class EventBus(Protocol):
 
     async def publish(self, room_id: str, message: dict[str, Any]) -> None: ...
 
+    async def publish_many(self, room_id: str, messages: list[dict[str, Any]]) -> None: ...
+
     def subscribe(self, room_id: str, handler: BusHandler) -> None: ...
 
     def unsubscribe(self, room_id: str, handler: BusHandler) -> None: ...
@@ -52,6 +54,10 @@ class InMemoryBus:
     async def publish(self, room_id: str, message: dict[str, Any]) -> None:
         for handler in list(self._handlers.get(room_id, ())):
             handler(message)
+
+    async def publish_many(self, room_id: str, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            await self.publish(room_id, message)
 
     def subscribe(self, room_id: str, handler: BusHandler) -> None:
         self._handlers[room_id].append(handler)

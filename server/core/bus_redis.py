@@ -92,6 +92,24 @@ class RedisBus:
                 log.warning("Redis publish failed; other instances will catch up from the database: %s", exc)
             self._ready = False
 
+    async def publish_many(self, room_id: str, messages: list[dict[str, Any]]) -> None:
+        for message in messages:
+            for handler in list(self._handlers.get(room_id, ())):
+                handler(message)
+        if not self._redis or not messages:
+            return
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for message in messages:
+                    fields: dict[Any, Any] = {"m": orjson.dumps(message)}
+                    pipe.xadd(stream_key(room_id), fields, maxlen=STREAM_MAXLEN, approximate=True)
+                await pipe.execute()
+            self._ready = True
+        except RedisError as exc:
+            if self._ready:
+                log.warning("Redis publish failed; other instances will catch up from the database: %s", exc)
+            self._ready = False
+
     async def share_presence(self, room_id: str, local: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
         """One hash per room, a field per instance holding its users and an expiry time: an instance
         that dies stops refreshing its field and its users drop out of everyone's view within ttl_s."""

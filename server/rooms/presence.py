@@ -237,14 +237,14 @@ class RoomPresence:
     # ---- pointer and camera: ephemeral, throttled per connection, latest wins ---------------------
     def pointer(self, conn: Connection, payload: dict[str, Any]) -> None:
         frame = {"type": "pointer", "user": conn.user_id, "color": user_color(conn.user_id), **payload}
-        self._throttled(conn, "pointer", frame, self.settings.pointer_max_hz, ("pointer", conn.user_id))
+        self._throttled(conn, "pointer", frame, self.settings.pointer_max_hz, f"pointer:{conn.user_id}")
 
     def camera_update(self, conn: Connection, payload: dict[str, Any]) -> None:
         if self.state.presenter != conn.user_id:
             raise OpRejected(ErrorCode.NOT_PRESENTER, "only the presenter moves the shared camera")
         self.camera = {"user": conn.user_id, **payload}
         frame = {"type": "camera", **self.camera}
-        self._throttled(conn, "camera", frame, self.settings.camera_max_hz, ("camera",))
+        self._throttled(conn, "camera", frame, self.settings.camera_max_hz, "camera")
 
     def _throttled(self, conn: Connection, kind: str, frame: dict[str, Any], max_hz: float, key: Any) -> None:
         """Send at most max_hz per connection; in between keep only the newest and send it when due."""

@@ -84,7 +84,8 @@ class RoomLog:
         """
         conflicts: set[str] = set()
         while True:
-            todo = [b for b in batches if b[0] not in conflicts and b[2]]
+            # Rooms in id order: two instances locking the same rooms always lock them in the same order.
+            todo = sorted((b for b in batches if b[0] not in conflicts and b[2]), key=lambda b: b[0])
             if not todo:
                 return conflicts
             try:

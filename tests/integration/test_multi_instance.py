@@ -56,6 +56,11 @@ async def test_clients_on_different_instances_see_one_order(world_pg: World, ins
     assert orders[0] == orders[1] == orders[2] and len(orders[0]) == 120
     seqs = [sorted(a["id"] for a in c.state.annotations.values()) for c in clients]
     assert seqs[0] == seqs[1] == seqs[2]
+    # Ephemeral frames cross instances too: a pointer from instance 1 reaches a client on instance 0.
+    clients[0].drain()
+    await clients[1].send({"type": "pointer", "point": [1.0, 2.0, 3.0]})
+    pointer = await clients[0].wait_for(lambda f: f["type"] == "pointer", timeout=5)
+    assert pointer["user"] == world["engineer"].id and pointer["point"] == [1.0, 2.0, 3.0]
     for client in clients:
         await client.close()
 
