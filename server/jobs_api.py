@@ -41,11 +41,10 @@ async def start_job(room_id: str, body: JobCreate, principal: CurrentPrincipal, 
         kind = REGISTRY.get(body.kind)
         if kind is None or not kind.user_submittable:
             raise Invalid(f"no job kind {body.kind!r} can be started directly")
-        audit.record(
+        audit.record_by(
             db,
+            principal,
             "job.submit",
-            actor_id=principal.user_id,
-            actor_site_id=principal.site_id,
             target_type="job",
             target_id=body.kind,
             room_id=room_id,
@@ -100,11 +99,10 @@ async def cancel_job(job_id: str, principal: CurrentPrincipal, request: Request)
         role = rooms.room_role(db, record.room_id, principal) if record.room_id else None
         if record.submitted_by != principal.user_id and role != "owner" and not principal.is_admin:
             raise Forbidden("only who started a job, the room's owners or an admin cancel it")
-        audit.record(
+        audit.record_by(
             db,
+            principal,
             "job.cancel",
-            actor_id=principal.user_id,
-            actor_site_id=principal.site_id,
             target_type="job",
             target_id=job_id,
             room_id=record.room_id,

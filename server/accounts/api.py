@@ -96,7 +96,7 @@ def refresh(body: RefreshIn, db: SessionDep, settings: SettingsDep) -> TokensOut
 def logout(principal: CurrentPrincipal, request: Request, db: SessionDep) -> None:
     if principal.session_id:
         core_auth.logout(db, principal.session_id)
-    audit.record(db, "auth.logout", actor_id=principal.user_id, actor_site_id=principal.site_id, ip=client_ip(request))
+    audit.record_by(db, principal, "auth.logout", ip=client_ip(request))
 
 
 @router.get("/me")
@@ -122,11 +122,10 @@ def create_site(body: SiteCreate, principal: CurrentPrincipal, db: SessionDep) -
     if not principal.is_admin:
         raise Forbidden("only admins create sites")
     site = service.create_site(db, site_id=body.id, name=body.name)
-    audit.record(
+    audit.record_by(
         db,
+        principal,
         "site.create",
-        actor_id=principal.user_id,
-        actor_site_id=principal.site_id,
         target_type="site",
         target_id=site.id,
     )
@@ -154,11 +153,10 @@ def create_user(body: UserCreate, principal: CurrentPrincipal, db: SessionDep) -
         display_name=body.display_name,
         email=body.email,
     )
-    audit.record(
+    audit.record_by(
         db,
+        principal,
         "user.create",
-        actor_id=principal.user_id,
-        actor_site_id=principal.site_id,
         target_type="user",
         target_id=user.id,
     )
@@ -174,11 +172,10 @@ def create_api_key(body: ApiKeyCreate, principal: CurrentPrincipal, db: SessionD
     key, token = core_auth.create_api_key(
         db, site_id=principal.site_id, name=body.name, role=body.role, created_by=principal.user_id
     )
-    audit.record(
+    audit.record_by(
         db,
+        principal,
         "apikey.create",
-        actor_id=principal.user_id,
-        actor_site_id=principal.site_id,
         target_type="api_key",
         target_id=key.id,
     )
@@ -194,11 +191,10 @@ def revoke_api_key(key_id: str, principal: CurrentPrincipal, db: SessionDep) -> 
         raise Forbidden("only admins revoke API keys")
     key.revoked_at_ms = now_ms()
     db.add(key)
-    audit.record(
+    audit.record_by(
         db,
+        principal,
         "apikey.revoke",
-        actor_id=principal.user_id,
-        actor_site_id=principal.site_id,
         target_type="api_key",
         target_id=key.id,
     )

@@ -71,11 +71,10 @@ def create_case(body: CaseCreate, principal: CurrentPrincipal, request: Request,
             case_id=case.id, patient_name=body.patient_name, patient_id=body.patient_id, birth_date=body.birth_date
         )
     )
-    audit.record(
+    audit.record_by(
         db,
+        principal,
         "case.create",
-        actor_id=principal.user_id,
-        actor_site_id=principal.site_id,
         target_type="case",
         target_id=case.id,
         ip=client_ip(request),
@@ -96,11 +95,10 @@ def open_case(case_id: str, principal: CurrentPrincipal, request: Request, db: S
     case = db.get(Case, case_id)
     if not case or not can_view_case(db, principal, case):
         raise NotFound("case not found")
-    audit.record(
+    audit.record_by(
         db,
+        principal,
         "case.open",
-        actor_id=principal.user_id,
-        actor_site_id=principal.site_id,
         target_type="case",
         target_id=case.id,
         ip=client_ip(request),
@@ -116,11 +114,10 @@ def case_identity(case_id: str, principal: CurrentPrincipal, request: Request, d
     if principal.role not in IDENTITY_ROLES:
         raise Forbidden("only the owning site's surgeons, radiologists and admins see the patient's identity")
     identity = db.get(CaseIdentity, case_id) or CaseIdentity(case_id=case_id)
-    audit.record(
+    audit.record_by(
         db,
+        principal,
         "case.identity_view",
-        actor_id=principal.user_id,
-        actor_site_id=principal.site_id,
         target_type="case",
         target_id=case.id,
         ip=client_ip(request),

@@ -51,3 +51,8 @@ def record(
     )
     if commit:
         session.commit()
+
+
+def record_by(session: Session, principal: Any, action: str, **fields: Any) -> None:
+    """Record an action of a logged-in principal (anything with user_id and site_id)."""
+    record(session, action, actor_id=principal.user_id, actor_site_id=principal.site_id, **fields)

@@ -93,11 +93,10 @@ async def _in_db(request: Request, fn: Callable[[Session], T]) -> T:
 
 
 def _audit(db: Session, principal: Principal, action: str, room_id: str, request: Request, **details: Any) -> None:
-    audit.record(
+    audit.record_by(
         db,
+        principal,
         action,
-        actor_id=principal.user_id,
-        actor_site_id=principal.site_id,
         target_type="room",
         target_id=room_id,
         room_id=room_id,

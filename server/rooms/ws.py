@@ -47,11 +47,10 @@ def _authorize(app: Any, room_id: str, token: str, ip: str | None) -> tuple[Prin
         room, role = repository.require_member(db, room_id, principal)
         if room.archived_at_ms:
             role = "observer"  # archived rooms are read-only
-        audit.record(
+        audit.record_by(
             db,
+            principal,
             "room.join",
-            actor_id=principal.user_id,
-            actor_site_id=principal.site_id,
             target_type="room",
             target_id=room_id,
             room_id=room_id,
@@ -63,11 +62,10 @@ def _authorize(app: Any, room_id: str, token: str, ip: str | None) -> tuple[Prin
 
 def _audit_leave(app: Any, principal: Principal, room_id: str, ip: str | None) -> None:
     with app.state.db.session() as db:
-        audit.record(
+        audit.record_by(
             db,
+            principal,
             "room.leave",
-            actor_id=principal.user_id,
-            actor_site_id=principal.site_id,
             target_type="room",
             target_id=room_id,
             room_id=room_id,
