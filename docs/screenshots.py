@@ -18,11 +18,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +28,9 @@ import httpx
 from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: make the repo importable
+from tests.support.process import ServerProcess  # noqa: E402
+
 OUT = ROOT / "docs" / "img"
 DIST = ROOT / "web" / "dist" / "index.html"
 CHROMIUM = os.environ.get("TRINITY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -51,46 +51,15 @@ MAX_PNG_BYTES = 400_000
 PROBLEMS: list[str] = []  # page errors and oversized images: reported, and the exit status is 1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def demo_server() -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="trinity-screenshots-") as data:
-        port = free_port()
-        env = {**os.environ, "TRINITY_DATA_DIR": data, "TRINITY_LOG_LEVEL": "WARNING"}
-        log_path = Path(data) / "server.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "serve", "--demo", "--port", str(port)],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            base = f"http://127.0.0.1:{port}"
-            try:
-                deadline = time.monotonic() + 30
-                while True:
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"server exited:\n{log_path.read_text()[-2000:]}")
-                    with contextlib.suppress(httpx.HTTPError):
-                        if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                            break
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("server did not become healthy in 30 s")
-                    time.sleep(0.1)
-                yield base
-            finally:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
+        env = {"TRINITY_DATA_DIR": data, "TRINITY_DEMO": "true"}
+        process = ServerProcess(env, Path(data) / "server.log").start()
+        try:
+            yield process.base_url
+        finally:
+            process.stop()
 
 
 def demo_room_id(base: str) -> str:

@@ -7,14 +7,9 @@ is a real ``python -m server.cli serve --demo`` subprocess on a free port, data 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +19,7 @@ import httpx
 import playwright.sync_api as playwright_sync
 import pytest
 
+from tests.support.process import ServerProcess
 from tests.support.services import missing
 
 pytestmark = pytest.mark.browser
@@ -54,46 +50,15 @@ ENGINEER = ("engineer", "engineer-demo-pass")
 Page = Any  # playwright.sync_api.Page
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     data = tmp_path_factory.mktemp("trinity-e2e")
-    port = _free_port()
-    env = {**os.environ, **LIMITS_ENV, "TRINITY_DATA_DIR": str(data), "TRINITY_LOG_LEVEL": "WARNING"}
-    log = (data / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--demo", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    env = {**LIMITS_ENV, "TRINITY_DATA_DIR": str(data), "TRINITY_DEMO": "true"}
+    process = ServerProcess(env, data / "server.log").start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(data / 'server.log').read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise TimeoutError("server did not become healthy")
-            time.sleep(0.1)
-        yield base
+        yield process.base_url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
+        process.stop()
 
 
 @pytest.fixture(scope="module")
