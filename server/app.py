@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 
 from server.accounts.api import router as accounts_router
 from server.accounts.models import Site
+from server.artifacts.api import router as artifacts_router
 from server.cases.api import router as cases_router
 from server.core import migrate
 from server.core.blobs import FilesystemBlobStore
@@ -27,10 +29,16 @@ from server.core.jobs import JobRunner
 from server.core.jobs_local import LocalJobRunner
 from server.core.logs import request_context
 from server.core.metrics import Metrics
+from server.imaging.api import router as imaging_router
+from server.imaging.dicomweb import router as dicomweb_router
+from server.imaging.intake import ScpIntake
+from server.imaging.slice_service import SliceService
+from server.job_kinds import load_all as load_job_kinds
 from server.jobs_api import router as jobs_router
 from server.ops import router as ops_router
 from server.rooms.api import router as rooms_router
 from server.rooms.hubs import Hubs
+from server.rooms.job_effects import JobEffects
 from server.rooms.ws import router as ws_router
 from server.settings import Settings
 
@@ -52,12 +60,27 @@ def site_quota(db: Database, site_id: str) -> int | None:
         return site.storage_quota_bytes if site else 0
 
 
-def make_job_runner(settings: Settings, db: Database, hubs: Hubs) -> JobRunner:
+def body_limit(settings: Settings, path: str) -> int:
+    """Upload endpoints stream to disk and enforce their own limits; everything else is small JSON."""
+    if "/imaging/uploads" in path or "/dicom-web/" in path:
+        return settings.upload_max_bytes
+    if path.endswith("/meshes"):
+        return settings.mesh_max_bytes
+    return settings.max_request_bytes
+
+
+def make_job_runner(settings: Settings, db: Database, hubs: Hubs, effects: JobEffects) -> JobRunner:
     if settings.job_runner == "celery":
         from server.core.jobs_celery import make_celery_runner  # Celery is imported only when used
 
         return make_celery_runner(settings, db, hubs.publish)
-    return LocalJobRunner(db=db, publish=hubs.publish, workers=settings.job_workers)
+
+    async def publish(room_id: str, frame: dict[str, Any]) -> None:
+        await hubs.publish(room_id, frame)
+        if frame.get("state") == "succeeded":
+            effects.nudge()
+
+    return LocalJobRunner(db=db, publish=publish, workers=settings.job_workers, settings=settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -65,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        load_job_kinds()
         if settings.auto_migrate:
             migrate.upgrade(settings.effective_database_url)
         db = Database(settings)
@@ -81,11 +105,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.metrics = metrics
         app.state.blobs = FilesystemBlobStore(settings.blob_dir, quotas=lambda site_id: site_quota(db, site_id))
         await app.state.blobs.start()
+        app.state.slices = SliceService(app.state.blobs, settings.slice_cache_bytes)
         app.state.hubs = Hubs(db=db, bus=bus, settings=settings, metrics=metrics)
         if isinstance(bus, RedisBus):
             bus.on_reconnect.append(app.state.hubs.resync_all)
-        app.state.jobs = make_job_runner(settings, db, app.state.hubs)
+        app.state.job_effects = JobEffects(db=db, hubs=app.state.hubs, poll_s=settings.job_effects_poll_s)
+        app.state.jobs = make_job_runner(settings, db, app.state.hubs, app.state.job_effects)
         await app.state.jobs.start()
+        await app.state.job_effects.start()
+        app.state.scp = None
+        if settings.dicom_scp_enabled:
+            app.state.scp = ScpIntake(settings=settings, db=db, jobs=app.state.jobs)
+            await app.state.scp.start()
         # Start-up objects live forever: keep full collections from rescanning them (100+ ms pauses
         # under load), and collect the young generation less often.
         gc.collect()
@@ -95,6 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if app.state.scp is not None:
+                await app.state.scp.close()
+            await app.state.job_effects.close()
             await app.state.jobs.close()
             await app.state.hubs.close()
             await bus.close()
@@ -120,8 +154,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
         request_context.set(request_id)
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_request_bytes:
-            message = f"request body is {length} bytes, limit {settings.max_request_bytes}"
+        limit = body_limit(settings, request.url.path)
+        if length and length.isdigit() and int(length) > limit:
+            message = f"request body is {length} bytes, limit {limit}"
             return JSONResponse({"error": {"code": "too_large", "message": message}}, status_code=413)
         response = await call_next(request)
         response.headers["x-request-id"] = request_id
@@ -136,6 +171,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(rooms_router)
     app.include_router(ws_router)
     app.include_router(jobs_router)
+    app.include_router(artifacts_router)
+    app.include_router(imaging_router)
+    app.include_router(dicomweb_router)
     _mount_web(app)
     return app
 

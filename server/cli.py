@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import os
 import sys
 
@@ -120,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     from server.room_cli import add_parser as add_room_parser
 
     add_room_parser(sub)
+    for module in ("server.imaging.deid_command", "server.imaging.ct2mesh_command", "server.design.mesh_command"):
+        importlib.import_module(module).add_parser(sub)
     return parser
 
 

@@ -69,6 +69,44 @@ class Settings(BaseSettings):
     job_max_retries: int = 3  # retryable failures (RetryableJobError, database or Redis unreachable)
     job_retry_backoff_s: float = 2.0  # first retry after this, doubling each time
 
+    job_effects_poll_s: float = 1.0  # how often finished jobs' room effects (new models) are looked for
+
+    # Imaging: uploads, validation limits, de-identification, DICOM networking
+    upload_max_bytes: int = 2 * 1024**3  # one upload (zip or files) in total
+    upload_max_files: int = 5000
+    zip_max_ratio: float = 200.0  # uncompressed/compressed, per member and in total (zip bombs)
+    zip_max_uncompressed_bytes: int = 4 * 1024**3
+    dicom_max_pixels_per_frame: int = 4096 * 4096  # a 65535x65535 header is refused before decoding
+    dicom_max_frames: int = 5000
+    dicom_max_nesting_depth: int = 16
+    volume_max_gap_factor: float = 2.5  # a gap above this many slice spacings is refused, below it resampled
+    deid_secret: str = ""  # per-install key for consistent UID remapping; empty: derived from secret_key
+    slice_cache_bytes: int = 64 * 1024**2
+    model_max_faces: int = 2_000_000
+    model_default_faces: int = 300_000
+    dicom_scp_enabled: bool = False
+    dicom_scp_host: str = "127.0.0.1"
+    dicom_scp_port: int = 11112
+    dicom_scp_ae_title: str = "TRINITY"
+    # "PACSAE=site_id,CTAE=site_id": the calling AE titles allowed to send, and the site whose cases
+    # their studies go to (matched by the owning site's patient ID, else a new case). Required to enable.
+    dicom_scp_allowed_aes: str = ""
+    dicom_scp_max_associations: int = 8
+    dicom_scp_max_files_per_association: int = 20_000
+    dicom_scp_max_bytes_per_association: int = 8 * 1024**3
+    # The hospital PACS that "pull from PACS" queries and retrieves from, over DICOMweb.
+    pacs_url: str = ""
+    pacs_username: str = ""
+    pacs_password: str = ""
+    pacs_bearer_token: str = ""
+    pacs_ca_bundle: str = ""  # a CA file for a PACS with a private certificate
+    pacs_connect_timeout_s: float = 10.0
+    pacs_read_timeout_s: float = 60.0
+
+    # Design: mesh uploads and operations
+    mesh_max_bytes: int = 512 * 1024**2
+    mesh_max_faces: int = 5_000_000
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -87,6 +125,17 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Uploads and received studies waiting for their ingest job (same volume as the blobs)."""
+        return self.data_dir / "spool"
+
+    @property
+    def effective_deid_secret(self) -> bytes:
+        import hashlib
+
+        return (self.deid_secret or hashlib.sha256(b"trinity-deid:" + self.secret_key.encode()).hexdigest()).encode()
 
     @property
     def is_sqlite(self) -> bool:

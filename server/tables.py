@@ -3,9 +3,20 @@
 from sqlmodel import SQLModel
 
 from server.accounts import models as accounts_models
+from server.artifacts import models as artifacts_models
 from server.cases import models as cases_models
 from server.core import audit, job_store
+from server.imaging import models as imaging_models
 from server.rooms import models as rooms_models
 
 metadata = SQLModel.metadata
-__all__ = ["accounts_models", "audit", "cases_models", "job_store", "metadata", "rooms_models"]
+__all__ = [
+    "accounts_models",
+    "artifacts_models",
+    "audit",
+    "cases_models",
+    "imaging_models",
+    "job_store",
+    "metadata",
+    "rooms_models",
+]

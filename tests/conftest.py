@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.orthanc import OrthancServer, orthanc_server
 from tests.support.services import postgres_database
 from tests.support.world import LiveServer, World, make_settings, seed_world
 
@@ -71,3 +72,10 @@ def world_pg(postgres_template: tuple[str, World], tmp_path: Path) -> Iterator[W
     name, template = postgres_template
     with postgres_database(template=name) as url:
         yield _copy_world(template, url, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OrthancServer]:
+    """A private Orthanc PACS with DICOMweb for the whole session (tests upload their own studies)."""
+    with orthanc_server(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server

@@ -54,6 +54,14 @@ def can_view_case(db: Session, principal: Principal, case: Case) -> bool:
     return shared is not None
 
 
+def require_case(db: Session, principal: Principal, case_id: str) -> Case:
+    """The case, if this principal may see it; 404 otherwise (existence is not theirs to know)."""
+    case = db.get(Case, case_id)
+    if not case or not can_view_case(db, principal, case):
+        raise NotFound("case not found")
+    return case
+
+
 @router.post("", status_code=201)
 def create_case(body: CaseCreate, principal: CurrentPrincipal, request: Request, db: SessionDep) -> CasePublic:
     if principal.role not in ("surgeon", "engineer", "radiologist", "admin"):
@@ -92,9 +100,7 @@ def list_cases(principal: CurrentPrincipal, db: SessionDep) -> list[CasePublic]:
 
 @router.get("/{case_id}")
 def open_case(case_id: str, principal: CurrentPrincipal, request: Request, db: SessionDep) -> CasePublic:
-    case = db.get(Case, case_id)
-    if not case or not can_view_case(db, principal, case):
-        raise NotFound("case not found")
+    case = require_case(db, principal, case_id)
     audit.record_by(
         db,
         principal,

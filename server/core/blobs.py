@@ -202,6 +202,59 @@ class FilesystemBlobStore:
             raise
         return BlobRef(sha256, size, media_type)
 
+    def put_file(self, source: Path, *, site_id: str, max_bytes: int | None = None) -> BlobRef:
+        """Synchronous store of a local file (job workers): copied while hashed, then committed as above."""
+        _check_site_id(site_id)
+        quota, used = self._quota_and_usage(site_id)
+        temp, file = self._open_temp()
+        hasher = hashlib.sha256()
+        size = 0
+        committing = False
+        try:
+            with open(source, "rb") as reader:
+                while chunk := reader.read(self.chunk_bytes):
+                    size += len(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise BlobTooLarge(f"file exceeds the limit of {max_bytes} bytes", limit_bytes=max_bytes)
+                    if quota is not None and used + size > quota:
+                        raise _quota_error(site_id, quota, used)
+                    _write(file, hasher, chunk)
+            _finish(file, hasher, b"")
+            sha256 = hasher.hexdigest()
+            committing = True
+            self._commit(temp, sha256, size, site_id)
+        except BaseException:
+            if not committing:
+                file.close()
+                temp.unlink(missing_ok=True)
+            raise
+        return BlobRef(sha256, size, DEFAULT_MEDIA_TYPE)
+
+    def put_bytes(self, data: bytes, *, site_id: str) -> BlobRef:
+        """Synchronous store of bytes already in memory (a mesh export, a report)."""
+        _check_site_id(site_id)
+        temp, file = self._open_temp()
+        committing = False
+        try:
+            hasher = hashlib.sha256()
+            _finish(file, hasher, data)
+            sha256 = hasher.hexdigest()
+            committing = True
+            self._commit(temp, sha256, len(data), site_id)
+        except BaseException:
+            if not committing:
+                file.close()
+                temp.unlink(missing_ok=True)
+            raise
+        return BlobRef(sha256, len(data), DEFAULT_MEDIA_TYPE)
+
+    def path_of(self, sha256: str) -> Path:
+        """The stored file, for readers that need a path (pydicom, SimpleITK); NotFound when absent."""
+        path = self._path(sha256)
+        if not path.is_file():
+            raise _not_found(sha256)
+        return path
+
     async def _chunks(self, source: BlobSource) -> AsyncIterator[bytes]:
         if isinstance(source, AsyncIterable):
             async for chunk in source:

@@ -38,6 +38,8 @@ class JobRecord(SQLModel, table=True):
     error: str | None = Field(default=None, max_length=2000)
     attempts: int = 0
     cancel_requested: bool = False
+    # A finished job's room ops (result["room_ops"], e.g. a new model in the scene) not yet applied.
+    effects_pending: bool = Field(default=False, index=True)
     created_at_ms: int = Field(default_factory=now_ms, sa_type=BigInteger)
     started_at_ms: int | None = Field(default=None, sa_type=BigInteger)
     finished_at_ms: int | None = Field(default=None, sa_type=BigInteger)
@@ -150,7 +152,9 @@ def finish_changes(outcome: tuple[str, Any]) -> dict[str, Any]:
     """A run ended: ("done", result) | ("cancelled", _) | ("error", message)."""
     changes: dict[str, Any] = {"finished_at_ms": now_ms()}
     if outcome[0] == "done":
-        changes.update(state="succeeded", progress=1.0, result=outcome[1], message="done")
+        result = outcome[1]
+        pending = isinstance(result, dict) and bool(result.get("room_ops"))
+        changes.update(state="succeeded", progress=1.0, result=result, message="done", effects_pending=pending)
     elif outcome[0] == "cancelled":
         changes.update(state="cancelled", message="cancelled")
     else:

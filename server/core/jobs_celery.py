@@ -43,6 +43,7 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
+from server.core import worker_context
 from server.core.bus_redis import STREAM_MAXLEN, stream_key
 from server.core.db import Database, now_ms
 from server.core.errors import Conflict, Invalid
@@ -110,7 +111,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 def make_celery_app(settings: Settings | None = None) -> Celery:
     """With settings, configured now (the app side); without, configured from the TRINITY_* environment
     when first used (the worker): importing this module needs neither Redis nor the database."""
-    celery = Celery("trinity", set_as_current=settings is None)
+    from server.job_kinds import JOB_MODULES
+
+    celery = Celery("trinity", set_as_current=settings is None, include=list(JOB_MODULES))
     if settings is not None:
         celery.conf.update(celery_config(settings))
     else:
@@ -242,6 +245,7 @@ def _run(task: JobTask, ctx: _Worker, job_id: str, failures: int) -> str:
         if running is None:
             return "superseded"
         _announce(ctx, running)
+        worker_context.set_job(job_id, room_id=running.room_id, submitted_by=running.submitted_by)
         attempt = running.attempts
         last_write = 0.0
 

@@ -31,6 +31,7 @@ from server.core.job_store import (
     update_job,
 )
 from server.core.jobs import REGISTRY, TERMINAL_STATES, JobSpec, JobView, Publish
+from server.settings import Settings
 
 log = logging.getLogger("trinity.jobs")
 
@@ -44,10 +45,22 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def _worker_main(module: str, kind: str, params: dict[str, Any], conn: Connection) -> None:
+def _worker_main(
+    module: str,
+    kind: str,
+    params: dict[str, Any],
+    conn: Connection,
+    settings: dict[str, Any] | None,
+    job: dict[str, Any],
+) -> None:
     """Runs in the child process."""
     _die_with_parent()
     try:
+        from server.core import worker_context
+        from server.settings import Settings
+
+        worker_context.configure(Settings.model_validate(settings) if settings else Settings())
+        worker_context.set_job(job["id"], room_id=job["room_id"], submitted_by=job["submitted_by"])
         importlib.import_module(module)
         fn = REGISTRY[kind].fn
         result = fn(params, lambda fraction, message: conn.send(("progress", float(fraction), str(message)[:500])))
@@ -59,8 +72,12 @@ def _worker_main(module: str, kind: str, params: dict[str, Any], conn: Connectio
 
 
 class LocalJobRunner:
-    def __init__(self, *, db: Database, publish: Publish, workers: int = 2) -> None:
+    def __init__(
+        self, *, db: Database, publish: Publish, workers: int = 2, settings: Settings | None = None
+    ) -> None:
         self.db = db
+        # The worker process gets the app's settings (tests build them in code, not in the environment).
+        self._settings_dump = settings.model_dump(mode="json") if settings else None
         self.publish = publish
         self._slots = asyncio.Semaphore(max(1, workers))
         self._processes: dict[str, multiprocessing.process.BaseProcess] = {}
@@ -148,7 +165,8 @@ class LocalJobRunner:
             kind = REGISTRY[record.kind]
             record = await self.db.run_write(self._update, job_id, start_changes(record))
             await self._announce(record)
-            outcome = await self._supervise(job_id, kind.fn.__module__, kind.name, record.params, kind.timeout_s)
+            job = {"id": job_id, "room_id": record.room_id, "submitted_by": record.submitted_by}
+            outcome = await self._supervise(job_id, kind.fn.__module__, kind.name, record.params, kind.timeout_s, job)
             final = await self.db.run_read(self._load, job_id)
             if final.cancel_requested and outcome[0] != "done":
                 outcome = ("cancelled", "cancelled")
@@ -156,11 +174,12 @@ class LocalJobRunner:
             await self._announce(record)
 
     async def _supervise(
-        self, job_id: str, module: str, kind: str, params: dict[str, Any], timeout_s: float
+        self, job_id: str, module: str, kind: str, params: dict[str, Any], timeout_s: float, job: dict[str, Any]
     ) -> tuple[str, Any]:
         loop = asyncio.get_running_loop()
         parent, child = self._context.Pipe(duplex=False)
-        process = self._context.Process(target=_worker_main, args=(module, kind, params, child), daemon=True)
+        args = (module, kind, params, child, self._settings_dump, job)
+        process = self._context.Process(target=_worker_main, args=args, daemon=True)
         process.start()
         child.close()
         self._processes[job_id] = process

@@ -180,9 +180,10 @@ class RoomHub(RoomPresence):
     def resync(self) -> None:
         self.inbox.put_nowait(Resync())
 
-    async def system_op(self, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    async def system_op(self, kind: str, payload: dict[str, Any], op_id: str | None = None) -> dict[str, Any]:
+        """An op by the server itself; with an op_id, applying it twice (several instances) stores it once."""
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.inbox.put_nowait(Op(None, Actor(SYSTEM_USER, "system"), None, kind, payload, done=done))
+        self.inbox.put_nowait(Op(None, Actor(SYSTEM_USER, "system"), op_id, kind, payload, done=done))
         return await done
 
     async def join(self, conn: Connection, resume: dict[str, Any] | None) -> bool:

@@ -225,3 +225,12 @@ def mark_archived(db: Session, room: Room) -> None:
     room.archived_at_ms = now_ms()
     db.add(room)
     db.commit()
+
+
+def latest_open_room(db: Session, case_id: str) -> Room | None:
+    """The most recent room showing a case that is not archived (where machine-started jobs report)."""
+    return db.exec(
+        select(Room)
+        .where(Room.case_id == case_id, col(Room.archived_at_ms).is_(None))
+        .order_by(col(Room.created_at_ms).desc())
+    ).first()

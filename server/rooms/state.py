@@ -23,6 +23,7 @@ from server.rooms.protocol import (
     identifier,
     require,
 )
+from server.rooms.scene import color, decide_model
 
 RoomRole = Literal["owner", "participant", "observer", "system"]
 UNDO_DEPTH = 100
@@ -98,13 +99,6 @@ def _label(value: Any) -> str:
     return str(value)
 
 
-def _color(value: Any) -> str:
-    ok = isinstance(value, str) and len(value) == 7 and value[0] == "#"
-    ok = ok and all(c in "0123456789abcdefABCDEF" for c in value[1:])
-    require(ok, "color must be #rrggbb")
-    return str(value).lower()
-
-
 def _check_size(data: dict[str, Any], limits: Limits) -> None:
     size = len(orjson.dumps(data))
     if size > limits.annotation_max_bytes:
@@ -166,7 +160,7 @@ def _decide_annotation(state: RoomState, actor: Actor, kind: str, payload: dict[
         if "label" in payload:
             fields["label"] = _label(payload["label"])
         if "color" in payload:
-            fields["color"] = _color(payload["color"])
+            fields["color"] = color(payload["color"])
         _check_size(fields, limits)
         return Decision("annotation.created", {"annotation": _record(annotation_id, fields, None, actor)})
     current = _live(state, payload.get("id"))
@@ -179,7 +173,7 @@ def _decide_annotation(state: RoomState, actor: Actor, kind: str, payload: dict[
     if "label" in payload:
         fields["label"] = _label(payload["label"])
     if "color" in payload:
-        fields["color"] = _color(payload["color"])
+        fields["color"] = color(payload["color"])
     require(any(k in payload for k in _EDITABLE_FIELDS), "annotation.update needs data, label or color")
     _check_size(fields, limits)
     return Decision("annotation.updated", {"annotation": _record(current["id"], fields, current, actor)})
@@ -226,35 +220,6 @@ def _decide_presenter(
     return Decision("presenter.changed", {"presenter": to})
 
 
-def _decide_model(state: RoomState, kind: str, payload: dict[str, Any]) -> Decision:
-    model_id = identifier(payload.get("id"), "id")
-    out: dict[str, Any] = {"id": model_id}
-    if kind == "scene.model.add":
-        require(model_id not in state.models, f"model {model_id!r} is already in the scene")
-        name = payload.get("name")
-        require(isinstance(name, str) and 0 < len(name) <= MAX_LABEL_CHARS, "model name is required")
-        out.update(
-            name=name,
-            url=payload.get("url"),
-            artifact_id=payload.get("artifact_id"),
-            visible=True,
-            opacity=1.0,
-            color="#e8dcc8",
-        )
-    else:
-        require(model_id in state.models, f"model {model_id!r} is not in the scene")
-    if "visible" in payload:
-        require(isinstance(payload["visible"], bool), "visible must be true or false")
-        out["visible"] = payload["visible"]
-    if "opacity" in payload:
-        op = payload["opacity"]
-        require(isinstance(op, int | float) and not isinstance(op, bool) and 0 <= op <= 1, "opacity must be in [0, 1]")
-        out["opacity"] = float(op)
-    if "color" in payload:
-        out["color"] = _color(payload["color"])
-    return Decision("scene.model.added" if kind == "scene.model.add" else "scene.model.changed", out)
-
-
 def decide(
     state: RoomState,
     actor: Actor,
@@ -289,7 +254,8 @@ def decide(
     if kind in ("undo", "redo"):
         return _decide_history(state, actor, kind)
     if kind.startswith("scene.model."):
-        return _decide_model(state, kind, payload)
+        scene = decide_model(state.models, kind, payload)
+        return Decision(scene.kind, scene.data)
     raise OpRejected(ErrorCode.UNKNOWN_TYPE, f"unknown op kind {kind!r}")
 
 

@@ -1,0 +1,227 @@
+"""Patient-specific guide plates: a plate that seats on a chosen patch of bone, with drill sleeves.
+
+Recipe (a distance-field offset, not an offset along vertex normals, which folds over itself in
+concave regions):
+- plate   = {p : d_patch(p) ≤ c + t  and  d_bone(p) ≥ c}: everything within c + t of the patch (the
+            bone surface in the region, plus the footprint of each sleeve) that keeps the clearance
+            c from the bone; one level set, so its underside is the bone offset by c.
+- sleeve  = a tube of outer radius r_in + wall along each trajectory, from below the entry to
+            `sleeve_length_mm` above it, minus the bone offset by c + t/2 (its foot ends inside the
+            plate, whatever the angle between trajectory and bone).
+- channel = a cylinder whose flats are at r_in = (drill + drill clearance)/2 from the axis, through
+            sleeve and plate.
+guide = (plate ∪ sleeves) − channels, all in manifold3d, so the result is a closed 2-manifold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import manifold3d
+import numpy as np
+import shapely
+import trimesh
+
+from server.design import topology
+from server.design.distance import SurfaceDistance
+from server.design.errors import InvalidDesignParameters
+from server.design.levelset import level_set
+from server.design.manifolds import require_nonempty, solid_report, to_manifold, to_trimesh
+from server.design.meshes import MeshResult
+from server.design.params import LassoRegion, Region, SphereRegion, Trajectory
+
+CHANNEL_SEGMENTS = 64
+SLEEVE_SEGMENTS = 48
+MAX_OBLIQUITY_DEG = 75.0
+
+
+@dataclass(frozen=True)
+class GuideParameters:
+    clearance_mm: float = 0.2  # gap between bone and plate
+    thickness_mm: float = 3.0  # plate thickness
+    sleeve_length_mm: float = 15.0  # from the entry point on the bone to the sleeve's top
+    sleeve_wall_mm: float = 2.0
+    drill_clearance_mm: float = 0.2  # sleeve inner diameter = drill diameter + this
+    resolution_mm: float = 0.4  # level-set grid edge: the plate's surfaces are within ~this of exact
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                raise InvalidDesignParameters(f"{name}: must be a finite number ≥ 0", field=name)
+        if self.thickness_mm <= 0 or self.resolution_mm <= 0 or self.sleeve_wall_mm <= 0:
+            raise InvalidDesignParameters("thickness_mm, sleeve_wall_mm and resolution_mm must be > 0")
+        if self.resolution_mm > self.thickness_mm / 2:
+            raise InvalidDesignParameters("resolution_mm must be at most half of thickness_mm", field="resolution_mm")
+        if self.sleeve_length_mm <= self.clearance_mm + self.thickness_mm:
+            raise InvalidDesignParameters("sleeve_length_mm must reach beyond the plate (> clearance + thickness)")
+
+    def to_json(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+
+def make_guide(
+    bone: trimesh.Trimesh, region: Region, trajectories: list[Trajectory], params: GuideParameters | None = None
+) -> MeshResult:
+    params = params or GuideParameters()
+    c, t, h = params.clearance_mm, params.thickness_mm, params.resolution_mm
+    to_manifold(bone, "bone")  # the bone must be a closed, outward solid for distances to have a sign
+    vertices, faces = np.asarray(bone.vertices, dtype=np.float64), np.asarray(bone.faces, dtype=np.int64)
+    corners = vertices[faces]
+    centroids = corners.mean(axis=1)
+    normals = np.asarray(bone.face_normals)
+    patch = select_patch(bone, region, centroids, normals)
+    if not patch.any():
+        raise InvalidDesignParameters("the region selects no bone surface", field="region")
+    sleeves = [_sleeve_geometry(tr, params, bone, centroids, normals) for tr in trajectories]
+    for sleeve in sleeves:
+        patch |= sleeve["footprint"]
+    low, high = corners[patch].min(axis=(0, 1)) - (c + t + 2 * h), corners[patch].max(axis=(0, 1)) + (c + t + 2 * h)
+    for sleeve in sleeves:
+        low, high = np.minimum(low, sleeve["low"]), np.maximum(high, sleeve["high"])
+    nearby = _faces_near(corners, low, high)
+    bone_distance = SurfaceDistance(corners[nearby], spacing_mm=h / 2)
+    patch_distance = SurfaceDistance(corners[patch], spacing_mm=h / 2)
+
+    def plate_field(points: np.ndarray) -> np.ndarray:
+        coarse = patch_distance.coarse(points)
+        value = c + t - coarse  # far from the patch: negative, no exact distance needed
+        band = coarse - patch_distance.spacing_mm <= c + t + 2 * h
+        near = points[band]
+        value[band] = np.minimum(c + t - patch_distance.unsigned(near), bone_distance.signed(near) - c)
+        return value
+
+    plate_low = corners[patch].min(axis=(0, 1)) - (c + t + 2 * h)
+    plate_high = corners[patch].max(axis=(0, 1)) + (c + t + 2 * h)
+    plate, evaluated = level_set(plate_field, [*plate_low, *plate_high], h)
+    require_nonempty(plate, "the guide plate")
+    parts, channels, sleeve_reports = [plate], [], []
+    for trajectory, sleeve in zip(trajectories, sleeves, strict=True):
+        seat = c + t / 2
+
+        def keepout_field(points: np.ndarray, seat: float = seat) -> np.ndarray:
+            return seat - bone_distance.signed(points)
+
+        keepout, n = level_set(keepout_field, [*sleeve["low"], *sleeve["high"]], h)
+        evaluated += n
+        parts.append(sleeve["tube"] - keepout)
+        channels.append(sleeve["channel"])
+        sleeve_reports.append(sleeve["report"] | {"trajectory": trajectory.to_json()})
+    guide = manifold3d.Manifold.batch_boolean(parts, manifold3d.OpType.Add)
+    if channels:
+        guide = manifold3d.Manifold.batch_boolean([guide, *channels], manifold3d.OpType.Subtract)
+    require_nonempty(guide, "the guide")
+    report: dict[str, Any] = {
+        "guide": {**solid_report(guide), "components": len(guide.decompose())},
+        "plate": {"volume_mm3": round(float(plate.volume()), 6), "faces": int(plate.num_tri())},
+        "patch_faces": int(patch.sum()),
+        "patch_area_mm2": round(float(np.asarray(bone.area_faces)[patch].sum()), 6),
+        "sleeves": sleeve_reports,
+        "grid_points_evaluated": evaluated,
+        "parameters": params.to_json(),
+    }
+    return MeshResult(meshes={"guide": to_trimesh(guide)}, report=report)
+
+
+def select_patch(bone: trimesh.Trimesh, region: Region, centroids: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """Faces of the bone in the region: for a sphere, the connected patch inside it nearest its centre;
+    for a lasso, the faces inside the polygon that face the eye and are not hidden behind bone."""
+    faces = np.asarray(bone.faces)
+    if isinstance(region, SphereRegion):
+        center = np.asarray(region.center_lps)
+        inside = np.linalg.norm(centroids - center, axis=1) <= region.radius_mm
+        if not inside.any():
+            return inside
+        chosen = np.flatnonzero(inside)
+        edges = topology.edge_topology(faces[chosen])
+        _count, labels = topology.face_components(len(chosen), topology.face_adjacency(edges)[0])
+        nearest = int(np.argmin(np.linalg.norm(centroids[chosen] - center, axis=1)))
+        patch = np.zeros(len(faces), dtype=bool)
+        patch[chosen[labels == labels[nearest]]] = True
+        return patch
+    if isinstance(region, LassoRegion):
+        view = np.asarray(region.view_direction_lps)
+        u, w = _plane_basis(view)
+        polygon = shapely.Polygon(np.asarray(region.points_lps) @ np.stack([u, w], axis=1))
+        if not polygon.is_valid or polygon.area <= 0:
+            raise InvalidDesignParameters("region: the lasso polygon crosses itself or has no area", field="region")
+        flat = centroids @ np.stack([u, w], axis=1)
+        candidate = shapely.contains_xy(polygon, flat[:, 0], flat[:, 1]) & (normals @ view < 0)
+        chosen = np.flatnonzero(candidate)
+        if len(chosen):
+            nudge = 1e-4 * max(float(np.ptp(np.asarray(bone.vertices), axis=0).max()), 1.0)
+            origins = centroids[chosen] - view * nudge
+            hidden = bone.ray.intersects_any(origins, np.tile(-view, (len(chosen), 1)))
+            candidate[chosen[hidden]] = False
+        return candidate
+    raise InvalidDesignParameters(f"unknown region type {type(region).__name__}", field="region")
+
+
+def _plane_basis(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    helper = np.array([1.0, 0.0, 0.0]) if abs(normal[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
+    u = np.cross(normal, helper)
+    u /= np.linalg.norm(u)
+    return u, np.cross(normal, u)
+
+
+def _faces_near(corners: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Faces whose bounding box meets the box, grown by the box's half diagonal: every point in the box
+    then finds its closest bone face (and the right sign) among them."""
+    grow = float(np.linalg.norm(high - low)) / 2
+    face_low, face_high = corners.min(axis=1), corners.max(axis=1)
+    return np.flatnonzero(np.all(face_high >= low - grow, axis=1) & np.all(face_low <= high + grow, axis=1))
+
+
+def _sleeve_geometry(
+    trajectory: Trajectory, params: GuideParameters, bone: trimesh.Trimesh, centroids: np.ndarray, normals: np.ndarray
+) -> dict[str, Any]:
+    c, t, h = params.clearance_mm, params.thickness_mm, params.resolution_mm
+    inward = trajectory.direction
+    entry = np.asarray(trajectory.entry_lps)
+    r_in = (trajectory.diameter_mm + params.drill_clearance_mm) / 2
+    r_out = r_in + params.sleeve_wall_mm
+    nearest_face = int(np.argmin(np.linalg.norm(centroids - entry, axis=1)))
+    cos_angle = float(np.clip(-normals[nearest_face] @ inward, math.cos(math.radians(MAX_OBLIQUITY_DEG)), 1.0))
+    # deep enough that the tube's rim reaches into the plate on a surface tilted against the axis
+    depth = r_out * math.tan(math.acos(cos_angle)) + c + t + 2 * h
+    bottom = entry + inward * depth
+    top = entry - inward * params.sleeve_length_mm
+    frame = _frame_along(-inward, bottom)
+    tube = manifold3d.Manifold.cylinder(depth + params.sleeve_length_mm, r_out, -1.0, SLEEVE_SEGMENTS).transform(frame)
+    channel_length = depth + params.sleeve_length_mm + 2.0
+    channel_radius = r_in / math.cos(math.pi / CHANNEL_SEGMENTS)  # flats, not corners, at r_in
+    channel = manifold3d.Manifold.cylinder(channel_length, channel_radius, -1.0, CHANNEL_SEGMENTS).transform(
+        _frame_along(-inward, bottom + inward * 1.0)
+    )
+    # the patch under the sleeve: bone faces facing the drill within the tube's reach
+    relative = centroids - entry
+    axial = relative @ -inward
+    radial = np.linalg.norm(relative - np.outer(axial, -inward), axis=1)
+    footprint = (radial <= r_out + 2 * h) & (axial >= -depth) & (axial <= c + t) & (normals @ inward < 0)
+    ends = np.stack([bottom, top])
+    reach = r_out + 2 * h
+    distance_to_bone = float(trimesh.proximity.closest_point(bone, entry[None, :])[1][0])
+    return {
+        "tube": tube,
+        "channel": channel,
+        "footprint": footprint,
+        "low": ends.min(axis=0) - reach,
+        "high": ends.max(axis=0) + reach,
+        "report": {
+            "inner_diameter_mm": round(2 * r_in, 6),
+            "outer_diameter_mm": round(2 * r_out, 6),
+            "axis_lps": [round(float(v), 12) for v in -inward],
+            "top_lps": [round(float(v), 6) for v in top],
+            "length_above_entry_mm": params.sleeve_length_mm,
+            "entry_to_bone_mm": round(distance_to_bone, 6),
+            "obliquity_deg": round(math.degrees(math.acos(cos_angle)), 6),
+        },
+    }
+
+
+def _frame_along(axis: np.ndarray, origin: np.ndarray) -> tuple[tuple[float, ...], ...]:
+    """3×4 affine matrix taking +z to the unit vector `axis` and the origin to `origin`."""
+    u, w = _plane_basis(axis)
+    rotation = np.stack([u, w, axis], axis=1)  # columns: images of x, y, z
+    return tuple(tuple(float(v) for v in row) for row in np.concatenate([rotation, origin[:, None]], axis=1))

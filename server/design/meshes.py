@@ -1,0 +1,284 @@
+"""Meshes in and out: load STL (binary, ASCII), OBJ, PLY, GLB and 3MF from bytes within limits, and
+export deterministic bytes (same mesh, same bytes).
+
+Limits are checked before the full parse wherever the format tells the size up front: the binary STL
+header's triangle count, the PLY header's face element, the GLB's accessors, the 3MF zip directory
+(uncompressed sizes, against zip bombs) and a streamed count of its triangles. Every loaded mesh is
+one `trimesh.Trimesh` built with process=False, with exactly coincident vertices welded (STL stores
+each triangle's corners separately), so edges are shared and topology can be checked.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import struct
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any
+
+import numpy as np
+import trimesh
+
+from server.design.errors import MeshEmpty, MeshFormatError, MeshTooLarge, UnsupportedMeshFormat
+from server.design.threemf import count_3mf_triangles, export_3mf
+
+FORMATS = ("stl", "obj", "ply", "glb", "3mf")
+EXPORT_FORMATS = ("stl", "ply", "glb", "3mf")
+MEDIA_TYPES = {
+    "stl": "model/stl",
+    "obj": "model/obj",
+    "ply": "application/x-ply",  # no registered type
+    "glb": "model/gltf-binary",
+    "3mf": "model/3mf",
+}
+
+
+@dataclass(frozen=True)
+class MeshLimits:
+    max_bytes: int = 512 * 1024 * 1024
+    max_faces: int = 5_000_000
+    max_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024  # inside a 3MF zip
+
+    def check_size(self, n_bytes: int) -> None:
+        """The edge can call this with a Content-Length before reading the body."""
+        if n_bytes > self.max_bytes:
+            raise MeshTooLarge(f"{n_bytes} bytes is over the limit of {self.max_bytes}", limit_bytes=self.max_bytes)
+
+    def check_faces(self, n_faces: int, what: str = "the mesh") -> None:
+        if n_faces > self.max_faces:
+            raise MeshTooLarge(f"{what} has {n_faces} triangles, over the limit of {self.max_faces}", limit_faces=self.max_faces)
+
+
+@dataclass
+class MeshResult:
+    """What an operation returns: named output meshes and a JSON-able report."""
+
+    meshes: dict[str, trimesh.Trimesh]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def make_mesh(vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
+    """A Trimesh taken as is: trimesh's processing would merge vertices and may break manifoldness."""
+    return trimesh.Trimesh(
+        vertices=np.asarray(vertices, dtype=np.float64), faces=np.asarray(faces, dtype=np.int64), process=False, validate=False
+    )
+
+
+def format_from_name(filename: str) -> str:
+    suffix = PurePath(filename).suffix.lower().lstrip(".")
+    if suffix not in FORMATS:
+        raise UnsupportedMeshFormat(f"{filename!r}: not one of {', '.join(FORMATS)}", filename=filename)
+    return suffix
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format the content itself declares, where it has a signature (OBJ has none)."""
+    if data[:4] == b"glTF":
+        return "glb"
+    if data[:4] == b"PK\x03\x04":
+        return "3mf"
+    if data[:4] in (b"ply\n", b"ply\r"):
+        return "ply"
+    if len(data) >= 84 and len(data) == 84 + 50 * struct.unpack_from("<I", data, 80)[0]:
+        return "stl"
+    if data.lstrip()[:5].lower() == b"solid":
+        return "stl"
+    return None
+
+
+def load_mesh(data: bytes, fmt: str, limits: MeshLimits | None = None) -> trimesh.Trimesh:
+    """Parse `data` as `fmt` into one mesh, or raise a typed error that says what is wrong."""
+    limits = limits or MeshLimits()
+    fmt = fmt.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise UnsupportedMeshFormat(f"format {fmt!r}: not one of {', '.join(FORMATS)}", format=fmt)
+    limits.check_size(len(data))
+    if not data.strip():
+        raise MeshEmpty("the file is empty", format=fmt)
+    sniffed = sniff_format(data)
+    if sniffed is not None and sniffed != fmt:
+        raise MeshFormatError(f"the content is {sniffed.upper()}, not {fmt.upper()}", format=fmt, content=sniffed)
+    file_type = _PRECHECKS[fmt](data, limits)
+    try:
+        loaded = trimesh.load(io.BytesIO(data), file_type=file_type, process=False)
+    except MeshEmpty:
+        raise
+    except Exception as exc:  # trimesh's loaders raise anything from ValueError to KeyError on bad input
+        raise MeshFormatError(f"not a readable {fmt.upper()} file: {exc}", format=fmt) from None
+    vertices, faces = _triangles_of(loaded, fmt)
+    limits.check_faces(len(faces))
+    if not np.isfinite(vertices).all():
+        raise MeshFormatError("the file has non-finite vertex coordinates", format=fmt)
+    if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise MeshFormatError("a triangle refers to a vertex that does not exist", format=fmt)
+    return make_mesh(*weld(vertices, faces))
+
+
+def weld(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge exactly coincident vertices (keeps first-seen order, so the result is deterministic) and drop
+    unreferenced ones."""
+    used = np.unique(faces)
+    vertices = vertices[used]
+    faces = np.searchsorted(used, faces)
+    order = np.lexsort(vertices.T[::-1])
+    ordered = vertices[order]
+    new = np.ones(len(ordered), dtype=bool)
+    new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    group = np.cumsum(new) - 1
+    # number groups by their first vertex in the original order
+    first = np.full(int(group[-1]) + 1 if len(group) else 0, len(order), dtype=np.int64)
+    np.minimum.at(first, group, order)
+    rank = np.empty_like(first)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    index = np.empty(len(order), dtype=np.int64)
+    index[order] = rank[group]
+    welded = np.empty((len(first), 3), dtype=np.float64)
+    welded[rank] = vertices[first]
+    return welded, index[faces]
+
+
+def _triangles_of(loaded: Any, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(loaded, trimesh.Scene):
+        parts = [g for g in loaded.dump() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
+        if not parts:
+            raise MeshEmpty(f"the {fmt.upper()} file holds no triangle mesh", format=fmt)
+        loaded = trimesh.util.concatenate(parts)
+    if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
+        raise MeshEmpty(f"the {fmt.upper()} file holds no triangles", format=fmt)
+    return np.asarray(loaded.vertices, dtype=np.float64), np.asarray(loaded.faces, dtype=np.int64)
+
+
+# --- prechecks: cheap looks at the bytes that bound the size before trimesh parses everything ---------
+
+
+def _precheck_stl(data: bytes, limits: MeshLimits) -> str:
+    claimed = struct.unpack_from("<I", data, 80)[0] if len(data) >= 84 else None
+    if claimed is not None and len(data) == 84 + 50 * claimed:
+        if claimed == 0:
+            raise MeshEmpty("the binary STL has no triangles", format="stl")
+        limits.check_faces(claimed, "the binary STL header")
+        return "stl"
+    head = data[:4096].lstrip().lower()
+    if head.startswith(b"solid") and (b"facet" in head or b"endsolid" in head):
+        facets = data.count(b"endfacet")
+        if facets == 0:
+            raise MeshEmpty("the ASCII STL has no facets", format="stl")
+        limits.check_faces(facets, "the ASCII STL")
+        return "stl_ascii"
+    if claimed is None:
+        raise MeshFormatError(f"not an STL file: {len(data)} bytes is shorter than a binary STL header", format="stl")
+    raise MeshFormatError(
+        f"not an STL file, or a truncated one: the binary header claims {claimed} triangles "
+        f"({84 + 50 * claimed} bytes), the file has {len(data)} bytes",
+        format="stl",
+        claimed_faces=claimed,
+        size_bytes=len(data),
+    )
+
+
+def _precheck_obj(data: bytes, limits: MeshLimits) -> str:
+    faces = data.count(b"\nf ") + data.startswith(b"f ")
+    if faces == 0:
+        raise MeshEmpty("the OBJ file has no faces", format="obj")
+    limits.check_faces(faces, "the OBJ file")
+    return "obj"
+
+
+_PLY_FACES = re.compile(rb"^element\s+face\s+(\d+)\s*$", re.MULTILINE)
+
+
+def _precheck_ply(data: bytes, limits: MeshLimits) -> str:
+    end = data.find(b"end_header")
+    if end < 0:
+        raise MeshFormatError("PLY header has no end_header", format="ply")
+    match = _PLY_FACES.search(data[:end].replace(b"\r\n", b"\n"))
+    if not match or int(match.group(1)) == 0:
+        raise MeshEmpty("the PLY file has no faces", format="ply")
+    limits.check_faces(int(match.group(1)), "the PLY header")
+    return "ply"
+
+
+def _precheck_glb(data: bytes, limits: MeshLimits) -> str:
+    if len(data) < 20:
+        raise MeshFormatError("GLB shorter than its header", format="glb")
+    _magic, version, length = struct.unpack_from("<4sII", data, 0)
+    chunk_length, chunk_type = struct.unpack_from("<II", data, 12)
+    if version != 2 or length > len(data) or chunk_type != 0x4E4F534A or 20 + chunk_length > len(data):
+        raise MeshFormatError("GLB header is inconsistent (version, length or JSON chunk)", format="glb")
+    try:
+        gltf = json.loads(data[20 : 20 + chunk_length])
+        accessors = gltf.get("accessors", [])
+        triangles = 0
+        for mesh in gltf.get("meshes", []):
+            for primitive in mesh.get("primitives", []):
+                if primitive.get("mode", 4) != 4:  # points, lines, strips: no solid triangles
+                    continue
+                source = primitive.get("indices", primitive.get("attributes", {}).get("POSITION"))
+                if source is not None:
+                    triangles += int(accessors[source]["count"]) // 3
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise MeshFormatError("GLB JSON chunk is not valid glTF", format="glb") from None
+    if triangles == 0:
+        raise MeshEmpty("the GLB holds no triangle mesh", format="glb")
+    limits.check_faces(triangles, "the GLB")
+    return "glb"
+
+
+def _precheck_3mf(data: bytes, limits: MeshLimits) -> str:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise MeshFormatError("3MF is not a readable zip archive", format="3mf") from None
+    with archive:
+        total = sum(info.file_size for info in archive.infolist())
+        if total > limits.max_uncompressed_bytes:
+            raise MeshTooLarge(
+                f"3MF unpacks to {total} bytes, over the limit of {limits.max_uncompressed_bytes}",
+                limit_bytes=limits.max_uncompressed_bytes,
+            )
+        try:
+            triangles = count_3mf_triangles(archive)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise MeshFormatError(f"3MF archive is damaged: {exc}", format="3mf") from None
+    if triangles == 0:
+        raise MeshEmpty("the 3MF holds no triangles", format="3mf")
+    limits.check_faces(triangles, "the 3MF")
+    return "3mf"
+
+
+_PRECHECKS = {"stl": _precheck_stl, "obj": _precheck_obj, "ply": _precheck_ply, "glb": _precheck_glb, "3mf": _precheck_3mf}
+
+
+# --- export --------------------------------------------------------------------------------------------
+
+
+def export_mesh(mesh: trimesh.Trimesh, fmt: str) -> bytes:
+    """Deterministic bytes of `mesh` in `fmt` (binary STL, binary PLY, GLB or 3MF)."""
+    fmt = fmt.lower().lstrip(".")
+    if fmt == "stl":
+        return export_stl(np.asarray(mesh.vertices), np.asarray(mesh.faces))
+    if fmt == "3mf":
+        return export_3mf(np.asarray(mesh.vertices), np.asarray(mesh.faces))
+    if fmt in ("ply", "glb"):  # trimesh writes these without timestamps or random ids
+        out = mesh.export(file_type=fmt)
+        return out if isinstance(out, bytes) else out.encode()
+    raise UnsupportedMeshFormat(f"cannot export {fmt!r}: one of {', '.join(EXPORT_FORMATS)}", format=fmt)
+
+
+_STL_RECORD = np.dtype([("normal", "<f4", 3), ("corners", "<f4", (3, 3)), ("attribute", "<u2")])
+
+
+def export_stl(vertices: np.ndarray, faces: np.ndarray) -> bytes:
+    """Binary STL, written straight from arrays (trimesh's exporter recomputes and caches more)."""
+    corners = vertices[faces]
+    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    lengths = np.linalg.norm(normals, axis=1, keepdims=True)
+    np.divide(normals, lengths, out=normals, where=lengths > 0)
+    records = np.zeros(len(faces), dtype=_STL_RECORD)
+    records["normal"] = normals
+    records["corners"] = corners
+    header = b"Trinity binary STL, patient LPS millimetres".ljust(80, b" ")
+    return header + struct.pack("<I", len(faces)) + records.tobytes()

@@ -1,0 +1,1 @@
+"""Design job kinds (filled in with the design core)."""
