@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -134,9 +135,10 @@ def vtk(args: argparse.Namespace) -> dict[str, Any]:
     from vtkmodules.vtkCommonDataModel import vtkImageData, vtkMultiBlockDataSet
     from vtkmodules.vtkFiltersCore import vtkQuadricDecimation, vtkWindowedSincPolyDataFilter
     from vtkmodules.vtkFiltersGeneral import vtkDiscreteFlyingEdges3D
-    from vtkmodules.vtkImagingCore import vtkImageBinaryThreshold
+    from vtkmodules.vtkImagingCore import vtkImageThreshold
     from vtkmodules.vtkIOGeometry import vtkGLTFWriter
 
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     meter = Meter()
     keep: dict[str, Any] = {}
 
@@ -150,13 +152,15 @@ def vtk(args: argparse.Namespace) -> dict[str, Any]:
         return image
 
     def threshold(image: vtkImageData) -> vtkImageData:
-        f = vtkImageBinaryThreshold()
+        # vtkImageThreshold, though deprecated in 9.7: vtkImageBinaryThreshold 9.7.2 passed the
+        # input through uncut (measured), and this is the filter 3D Slicer's pipeline uses
+        f = vtkImageThreshold()
         f.SetInputData(image)
-        f.SetThresholdFunction(vtkImageBinaryThreshold.THRESHOLD_BETWEEN)
-        f.SetLowerThreshold(HU_RANGE[0])
-        f.SetUpperThreshold(HU_RANGE[1])
+        f.ThresholdBetween(*HU_RANGE)
         f.SetInValue(1)
         f.SetOutValue(0)
+        f.ReplaceInOn()
+        f.ReplaceOutOn()
         f.SetOutputScalarTypeToUnsignedChar()
         f.Update()
         return f.GetOutput()

@@ -66,7 +66,7 @@ def make_guide(
 ) -> MeshResult:
     params = params or GuideParameters()
     c, t, h = params.clearance_mm, params.thickness_mm, params.resolution_mm
-    to_manifold(bone, "bone")  # the bone must be a closed, outward solid for distances to have a sign
+    bone_solid = to_manifold(bone, "bone")
     vertices, faces = np.asarray(bone.vertices, dtype=np.float64), np.asarray(bone.faces, dtype=np.int64)
     corners = vertices[faces]
     centroids = corners.mean(axis=1)
@@ -77,44 +77,52 @@ def make_guide(
     sleeves = [_sleeve_geometry(tr, params, bone, centroids, normals) for tr in trajectories]
     for sleeve in sleeves:
         patch |= sleeve["footprint"]
-    low, high = corners[patch].min(axis=(0, 1)) - (c + t + 2 * h), corners[patch].max(axis=(0, 1)) + (c + t + 2 * h)
+    margin = c + t + 2 * h
+    plate_low, plate_high = corners[patch].min(axis=(0, 1)) - margin, corners[patch].max(axis=(0, 1)) + margin
+    low, high = plate_low, plate_high
     for sleeve in sleeves:
         low, high = np.minimum(low, sleeve["low"]), np.maximum(high, sleeve["high"])
-    nearby = _faces_near(corners, low, high)
+    nearby = _faces_near(corners, low - margin, high + margin)
     bone_distance = SurfaceDistance(corners[nearby], spacing_mm=h / 2)
     patch_distance = SurfaceDistance(corners[patch], spacing_mm=h / 2)
+    in_patch = patch[nearby]
 
     def plate_field(points: np.ndarray) -> np.ndarray:
-        coarse = patch_distance.coarse(points)
-        value = c + t - coarse  # far from the patch: negative, no exact distance needed
-        band = coarse - patch_distance.spacing_mm <= c + t + 2 * h
+        # the band where the plate's surfaces can be: exact distances there, a negative constant beyond
+        band = np.isfinite(patch_distance.coarse(points, upper_mm=margin + h))
+        value = np.full(len(points), -h)
         near = points[band]
-        value[band] = np.minimum(c + t - patch_distance.unsigned(near), bone_distance.signed(near) - c)
+        to_bone, face = bone_distance.closest(near)
+        to_patch = to_bone.copy()
+        elsewhere = ~in_patch[face]  # closest to bone outside the patch: measure to the patch itself
+        to_patch[elsewhere] = patch_distance.closest(near[elsewhere])[0]
+        value[band] = np.minimum(c + t - to_patch, to_bone - c)
         return value
 
-    plate_low = corners[patch].min(axis=(0, 1)) - (c + t + 2 * h)
-    plate_high = corners[patch].max(axis=(0, 1)) + (c + t + 2 * h)
+    # {d_patch ≤ c+t, d_bone ≥ c} is a shell on both sides of the patch; the bone solid is subtracted
+    # below, which removes the inner one exactly (no inside/outside test on the grid)
     plate, evaluated = level_set(plate_field, [*plate_low, *plate_high], h)
     require_nonempty(plate, "the guide plate")
-    parts, channels, sleeve_reports = [plate], [], []
+    parts, cutters, sleeve_reports = [plate], [bone_solid], []
     for trajectory, sleeve in zip(trajectories, sleeves, strict=True):
-        seat = c + t / 2
+        seat = c + t / 2  # the tube's foot ends mid-plate, not on the plate's underside
 
-        def keepout_field(points: np.ndarray, seat: float = seat) -> np.ndarray:
-            return seat - bone_distance.signed(points)
+        def seat_field(points: np.ndarray, seat: float = seat) -> np.ndarray:
+            band = np.isfinite(bone_distance.coarse(points, upper_mm=seat + 2 * h + bone_distance.spacing_mm))
+            value = np.full(len(points), -h)
+            value[band] = seat - bone_distance.closest(points[band])[0]
+            return value
 
-        keepout, n = level_set(keepout_field, [*sleeve["low"], *sleeve["high"]], h)
+        seat_band, n = level_set(seat_field, [*sleeve["low"], *sleeve["high"]], h)
         evaluated += n
-        parts.append(sleeve["tube"] - keepout)
-        channels.append(sleeve["channel"])
+        parts.append(manifold3d.Manifold.batch_boolean([sleeve["tube"], seat_band], manifold3d.OpType.Subtract))
+        cutters.append(sleeve["channel"])
         sleeve_reports.append(sleeve["report"] | {"trajectory": trajectory.to_json()})
     guide = manifold3d.Manifold.batch_boolean(parts, manifold3d.OpType.Add)
-    if channels:
-        guide = manifold3d.Manifold.batch_boolean([guide, *channels], manifold3d.OpType.Subtract)
+    guide = manifold3d.Manifold.batch_boolean([guide, *cutters], manifold3d.OpType.Subtract)
     require_nonempty(guide, "the guide")
     report: dict[str, Any] = {
         "guide": {**solid_report(guide), "components": len(guide.decompose())},
-        "plate": {"volume_mm3": round(float(plate.volume()), 6), "faces": int(plate.num_tri())},
         "patch_faces": int(patch.sum()),
         "patch_area_mm2": round(float(np.asarray(bone.area_faces)[patch].sum()), 6),
         "sleeves": sleeve_reports,
@@ -166,11 +174,9 @@ def _plane_basis(normal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _faces_near(corners: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Faces whose bounding box meets the box, grown by the box's half diagonal: every point in the box
-    then finds its closest bone face (and the right sign) among them."""
-    grow = float(np.linalg.norm(high - low)) / 2
+    """Faces whose bounding box meets the box [low, high]."""
     face_low, face_high = corners.min(axis=1), corners.max(axis=1)
-    return np.flatnonzero(np.all(face_high >= low - grow, axis=1) & np.all(face_low <= high + grow, axis=1))
+    return np.flatnonzero(np.all(face_high >= low, axis=1) & np.all(face_low <= high, axis=1))
 
 
 def _sleeve_geometry(

@@ -19,7 +19,7 @@ from server.cases.api import require_case
 from server.cases.models import Case
 from server.core import audit
 from server.core.auth import Principal, new_id
-from server.core.errors import Forbidden, Invalid, NotFound
+from server.core.errors import Forbidden, Invalid, NotFound, TrinityError
 from server.core.jobs import JobSpec, JobView
 from server.deps import CurrentPrincipal, SessionDep, client_ip
 from server.imaging import repository as repo
@@ -276,3 +276,83 @@ async def slice_png(
     row = await request.app.state.db.run_write(check)
     png = await asyncio.to_thread(render_slice, request.app.state, row, plane, index, window)
     return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=3600"})
+
+
+class PacsQuery(BaseModel):
+    patient_id: str | None = Field(default=None, max_length=64)  # default: the case's own patient
+    study_date: str | None = Field(default=None, max_length=17)
+    accession_number: str | None = Field(default=None, max_length=64)
+    modalities: str | None = Field(default=None, max_length=16)
+
+
+class PacsPull(BaseModel):
+    study_uid: str = Field(min_length=1, max_length=64)
+    room_id: str | None = None
+
+
+@router.post("/pacs/query")
+async def pacs_query(
+    case_id: str, body: PacsQuery, principal: CurrentPrincipal, request: Request
+) -> list[dict[str, Any]]:
+    """The owning site asks its PACS which studies it has for this case's patient (identities included:
+    this answer never leaves the owning site)."""
+    from server.cases.models import CaseIdentity
+    from server.imaging.pacs_client import PacsError, StudyQuery, search_studies
+    from server.imaging.pacs_pull import connection
+
+    settings = request.app.state.settings
+    url, auth, timeouts, verify = connection(settings)
+
+    def check() -> str | None:
+        with request.app.state.db.session() as db:
+            owning_site_writer(db, principal, case_id)
+            identity = db.get(CaseIdentity, case_id)
+            audit.record_by(
+                db, principal, "imaging.pacs_query", target_type="case", target_id=case_id, ip=client_ip(request)
+            )
+            return body.patient_id or (identity.patient_id if identity else None)
+
+    patient_id = await request.app.state.db.run_write(check)
+    if not (patient_id or body.accession_number or body.study_date):
+        raise Invalid("give a patient_id, accession_number or study_date (the case has no patient ID)")
+    query = StudyQuery(
+        patient_id=patient_id,
+        study_date=body.study_date,
+        accession_number=body.accession_number,
+        modalities_in_study=body.modalities,
+    )
+    try:
+        return await asyncio.to_thread(search_studies, url, query, auth=auth, timeouts=timeouts, verify=verify)
+    except (PacsError, ValueError) as exc:
+        raise PacsUnavailable(f"the PACS query failed: {exc}") from None
+
+
+@router.post("/pacs/pull", status_code=202)
+async def pacs_pull(case_id: str, body: PacsPull, principal: CurrentPrincipal, request: Request) -> JobView:
+    from server.imaging.pacs_pull import connection
+
+    connection(request.app.state.settings)  # refuse now when no PACS is configured
+
+    def check() -> tuple[Case, str | None]:
+        with request.app.state.db.session() as db:
+            case = owning_site_writer(db, principal, case_id)
+            room = job_room(db, principal, case_id, body.room_id)
+            audit.record_by(
+                db,
+                principal,
+                "imaging.pacs_pull",
+                target_type="case",
+                target_id=case_id,
+                ip=client_ip(request),
+                study_uid=body.study_uid,
+            )
+            return case, room
+
+    case, room = await request.app.state.db.run_write(check)
+    params = {"case_id": case.id, "site_id": case.site_id, "label": case.label, "study_uid": body.study_uid}
+    return await submit_job(request, principal, "imaging.pacs_pull", params, room)
+
+
+class PacsUnavailable(TrinityError):
+    status = 502
+    code = "pacs_unavailable"

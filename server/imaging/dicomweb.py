@@ -230,3 +230,88 @@ async def frames(
             yield "application/octet-stream", frame
 
     return _multipart(parts(), "application/octet-stream")
+
+
+@router.post("/studies")
+async def store_instances(case_id: str, principal: CurrentPrincipal, request: Request) -> Response:
+    """STOW-RS: the parts are spooled and ingested like an upload (validated, de-identified); the answer
+    lists every stored instance (by its de-identified UID) and every failure. 200 all stored, 202 some
+    failed, 409 none stored."""
+    from server.imaging.api import job_room, owning_site_writer, submit_job
+    from server.imaging.models import IngestReport
+    from server.imaging.uploads import spool_multipart
+
+    settings = request.app.state.settings
+
+    def check() -> tuple[Any, str | None]:
+        with request.app.state.db.session() as db:
+            case = owning_site_writer(db, principal, case_id)
+            return case, job_room(db, principal, case_id, None)
+
+    case, room = await request.app.state.db.run_read(check)
+    folder = settings.spool_dir / uuid.uuid4().hex
+    parts = await spool_multipart(
+        request.headers.get("content-type", ""),
+        request.stream(),
+        folder,
+        max_bytes=settings.upload_max_bytes,
+        max_files=settings.upload_max_files,
+    )
+    params = {
+        "case_id": case.id,
+        "site_id": case.site_id,
+        "label": case.label,
+        "source": "stow",
+        "spool": str(folder),
+        "files": [{"name": f"part {i + 1}", "path": p.path.name} for i, p in enumerate(parts)],
+    }
+    job = await submit_job(request, principal, "imaging.ingest", params, room, key=f"stow:{folder.name}")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STOW_WAIT_S
+    while job.state not in ("succeeded", "failed", "cancelled") and loop.time() < deadline:
+        await asyncio.sleep(0.2)
+        job = await request.app.state.jobs.get(job.id)
+    if job.state != "succeeded":
+        body = {"00081198": {"vr": "SQ"}, "00404005": _attr("DT")}
+        status = 202 if job.state in ("queued", "running") else 409
+        return Response(
+            orjson_dumps(body), status_code=status, media_type=DICOM_JSON, headers={"x-trinity-job": job.id}
+        )
+    report_id = (job.result or {}).get("report_id")
+
+    def lines() -> list[dict[str, Any]]:
+        with request.app.state.db.session() as db:
+            row = db.get(IngestReport, report_id)
+            return list(row.files) if row else []
+
+    outcome = await request.app.state.db.run_read(lines)
+    base = str(request.url_for("search_studies", case_id=case_id))
+    stored = [line for line in outcome if line.get("status") in ("accepted", "duplicate") and line.get("sop_uid")]
+    failed = [line for line in outcome if line.get("status") == "rejected"]
+    body = {
+        "00081190": _attr("UR", base),
+        "00081199": {"vr": "SQ", "Value": [{"00081155": _attr("UI", line["sop_uid"])} for line in stored]},
+        "00081198": {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081197": _attr("US", 0xC000),
+                    "00000902": _attr("LO", f"{line['name']}: {line.get('message', '')}"[:1024]),
+                }
+                for line in failed
+            ],
+        },
+    }
+    status = 200 if not failed else 202 if stored else 409
+    return Response(
+        orjson_dumps(body),
+        status_code=status,
+        media_type=DICOM_JSON,
+        headers={"x-trinity-job": job.id, "x-trinity-report": str(report_id)},
+    )
+
+
+def orjson_dumps(body: Any) -> bytes:
+    import orjson
+
+    return orjson.dumps(body)

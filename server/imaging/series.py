@@ -281,12 +281,10 @@ def _geometry_notes(layout: StackLayout, size: tuple[int, int, int], source: tup
     if not layout.uniform:
         steps = layout.steps_mm
         median = float(np.median(steps))
-        gaps = [k for k, s in enumerate(steps) if s > 1.5 * median]
-        described = (
-            f"{len(gaps)} gap(s) (widest {steps.max():.2f} mm, usual step {median:.2f} mm)"
-            if gaps
-            else f"slice spacing varies from {steps.min():.2f} to {steps.max():.2f} mm"
-        )
+        gaps = int((steps > 1.5 * median).sum())
+        described = f"slice spacing varies from {steps.min():.2f} to {steps.max():.2f} mm"
+        if gaps:
+            described += f" ({gaps} gap(s) wider than 1.5x the usual {median:.2f} mm step)"
         notes.append(
             f"{described}; resampled to {size[2]} slices at equal spacing, interpolated along the "
             "normal from the real positions"

@@ -119,7 +119,8 @@ def mask_to_mesh(
     del crop
     # padded-crop z,y,x → volume x,y,z index (the pad is one voxel) → LPS mm
     offset_xyz = np.array([box[2].start, box[1].start, box[0].start], dtype=np.float64) - 1.0
-    ijk = verts_zyx[:, ::-1] + offset_xyz
+    ijk = verts_zyx[:, ::-1].astype(np.float64) + offset_xyz
+    del verts_zyx
     to_lps = np.array(mask.GetDirection(), dtype=np.float64).reshape(3, 3) * np.array(mask.GetSpacing())
     vertices = ijk @ to_lps.T + np.array(mask.GetOrigin(), dtype=np.float64)
     if _signed_volume(vertices, faces) < 0:  # the index → LPS map may be a reflection
@@ -128,33 +129,45 @@ def mask_to_mesh(
 
 
 def _marching_cubes_in_slabs(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Marching cubes of a 0/1 z,y,x array padded by one zero voxel on every side. Vertices sit at
-    edge midpoints (whole or half voxel coordinates), so slabs sharing a plane are stitched exactly
-    by their doubled integer coordinates."""
+    """Marching cubes of a 0/1 z,y,x array padded by one zero voxel on every side, slab by slab.
+    Vertices sit at edge midpoints, so the vertices a slab shares with the previous one (on their
+    common plane) have identical, whole or half-voxel coordinates: they are matched exactly."""
     nz, ny, nx = crop.shape
     depth = nz + 2  # padded slices: padded slice p holds crop slice p - 1
-    all_verts, all_faces, count = [], [], 0
+    row_keys = 2 * (nx + 2) + 1
+    verts_out: list[np.ndarray] = []
+    faces_out: list[np.ndarray] = []
+    count = 0
+    shared_keys = shared_ids = np.empty(0, dtype=np.int64)  # the previous slab's last plane, sorted
     for z0 in range(0, depth - 1, SLAB_SLICES):
         z1 = min(z0 + SLAB_SLICES, depth - 1)  # the slab covers padded slices z0..z1
         slab = np.zeros((z1 - z0 + 1, ny + 2, nx + 2), dtype=np.float32)
         lo, hi = max(z0, 1), min(z1, nz)
-        if lo > hi:
-            continue
-        slab[lo - z0 : hi - z0 + 1, 1:-1, 1:-1] = crop[lo - 1 : hi]
+        if lo <= hi:
+            slab[lo - z0 : hi - z0 + 1, 1:-1, 1:-1] = crop[lo - 1 : hi]
         if not slab.any():
+            shared_keys = shared_ids = np.empty(0, dtype=np.int64)
             continue
         verts, faces, _, _ = marching_cubes(slab, 0.5, allow_degenerate=True)
+        del slab
+        keys = np.rint(verts[:, 1] * 2).astype(np.int64) * row_keys + np.rint(verts[:, 2] * 2).astype(np.int64)
+        ids = np.empty(len(verts), dtype=np.int64)
+        first = verts[:, 0] == 0
+        if first.any():
+            at = np.minimum(np.searchsorted(shared_keys, keys[first]), max(len(shared_keys) - 1, 0))
+            if len(shared_keys) == 0 or not np.array_equal(shared_keys[at], keys[first]):
+                raise SurfaceError("marching cubes slabs do not meet: internal error")
+            ids[first] = shared_ids[at]
+        new = ~first
+        ids[new] = count + np.arange(int(new.sum()))
+        count += int(new.sum())
         verts[:, 0] += z0
-        all_verts.append(verts)
-        all_faces.append(faces.astype(np.int64) + count)
-        count += len(verts)
-    doubled = np.rint(np.concatenate(all_verts) * 2.0).astype(np.int64)
-    sy, sx = 2 * (ny + 2) + 1, 2 * (nx + 2) + 1
-    keys = (doubled[:, 0] * sy + doubled[:, 1]) * sx + doubled[:, 2]
-    unique_keys, inverse = np.unique(keys, return_inverse=True)
-    verts_zyx = np.stack([unique_keys // (sy * sx), (unique_keys // sx) % sy, unique_keys % sx], axis=1) * 0.5
-    faces = inverse.reshape(-1)[np.concatenate(all_faces)].astype(np.int32)
-    return verts_zyx, faces
+        verts_out.append(verts[new])
+        faces_out.append(ids[faces].astype(np.int32))
+        last = np.flatnonzero(verts[:, 0] == z1)
+        order = np.argsort(keys[last])
+        shared_keys, shared_ids = keys[last][order], ids[last][order]
+    return np.concatenate(verts_out), np.concatenate(faces_out)
 
 
 def smooth(mesh: Mesh, iterations: int = 20, pass_band: float = 0.01) -> Mesh:
@@ -167,15 +180,13 @@ def smooth(mesh: Mesh, iterations: int = 20, pass_band: float = 0.01) -> Mesh:
         raise SurfaceError(f"pass band must be in (0, 2), got {pass_band}")
     sigma = _sinc_coefficients(iterations, pass_band)
     n = len(mesh.vertices_lps)
-    faces = mesh.faces
-    rows = np.concatenate([faces[:, 0], faces[:, 1], faces[:, 2], faces[:, 1], faces[:, 2], faces[:, 0]])
-    cols = np.concatenate([faces[:, 1], faces[:, 2], faces[:, 0], faces[:, 0], faces[:, 1], faces[:, 2]])
-    adjacency = sparse.csr_matrix((np.ones(len(rows), dtype=np.float64), (rows, cols)), shape=(n, n))
-    del rows, cols
-    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    # On a closed, consistently wound mesh each edge is a half-edge once in each direction, so the
+    # faces' half-edges alone give every vertex all its neighbours.
+    sources, targets = mesh.faces.ravel(), mesh.faces[:, [1, 2, 0]].ravel()
+    degree = np.bincount(sources, minlength=n).astype(np.float64)
     degree[degree == 0] = 1.0
-    umbrella = sparse.diags(1.0 / degree) @ adjacency  # rows average the neighbours
-    del adjacency
+    umbrella = sparse.csr_matrix((1.0 / degree[sources], (sources, targets)), shape=(n, n))  # rows average
+    del sources, targets, degree
     center = mesh.vertices_lps.mean(axis=0)
     x0 = mesh.vertices_lps - center
     x1 = 0.5 * (x0 + umbrella @ x0)

