@@ -29,6 +29,7 @@ from server.core.jobs import JobRunner
 from server.core.jobs_local import LocalJobRunner
 from server.core.logs import request_context
 from server.core.metrics import Metrics
+from server.design.api import router as design_router
 from server.imaging.api import router as imaging_router
 from server.imaging.dicomweb import router as dicomweb_router
 from server.imaging.intake import ScpIntake
@@ -174,6 +175,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(artifacts_router)
     app.include_router(imaging_router)
     app.include_router(dicomweb_router)
+    app.include_router(design_router)
     _mount_web(app)
     return app
 

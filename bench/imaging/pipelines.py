@@ -81,7 +81,9 @@ class Meter:
         return result
 
 
-def trinity(args: argparse.Namespace) -> dict[str, Any]:
+def trinity(args: argparse.Namespace, defaults: bool = False) -> dict[str, Any]:
+    """`defaults`: segment's largest component and 3D hole filling; otherwise every component and
+    no filling, the same mask as VTK's threshold."""
     import SimpleITK as sitk
 
     from server.imaging.mesh_files import to_glb
@@ -106,7 +108,8 @@ def trinity(args: argparse.Namespace) -> dict[str, Any]:
         return image
 
     volume = meter.step("volume", load)
-    mask = meter.step("mask", lambda: segment(volume, SegmentationParams(preset="bone")))
+    params = SegmentationParams(preset="bone") if defaults else SegmentationParams(keep="all", fill_holes=False)
+    mask = meter.step("mask", lambda: segment(volume, params))
     mesh = meter.step("surface", lambda: mask_to_mesh(mask.image))
     extracted = len(mesh.faces)
     mesh = meter.step("smooth", lambda: smooth(mesh, iterations=20, pass_band=0.01))
@@ -228,7 +231,12 @@ def scikit_image(args: argparse.Namespace) -> dict[str, Any]:
     return {"meter": meter, "faces_extracted": len(faces)}
 
 
-PIPELINES = {"trinity": trinity, "vtk": vtk, "scikit_image": scikit_image}
+PIPELINES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "trinity": trinity,
+    "trinity_default": lambda args: trinity(args, defaults=True),
+    "vtk": vtk,
+    "scikit_image": scikit_image,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

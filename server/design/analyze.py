@@ -93,7 +93,12 @@ def self_intersections(vertices: np.ndarray, faces: np.ndarray, *, max_pairs: in
     estimated = candidates > max_pairs
     if estimated and len(a):
         count = round(count * candidates / len(a))
-    return {"pairs": count, "estimated": estimated, "candidate_pairs": candidates, "faces_involved": _faces_involved(a, b, crossing)}
+    return {
+        "pairs": count,
+        "estimated": estimated,
+        "candidate_pairs": candidates,
+        "faces_involved": _faces_involved(a, b, crossing),
+    }
 
 
 def _faces_involved(a: np.ndarray, b: np.ndarray, crossing: np.ndarray) -> int:
@@ -109,7 +114,7 @@ def _triangles_cross(t1: np.ndarray, t2: np.ndarray) -> np.ndarray:
 
 
 def _segment_pierces(p0: np.ndarray, p1: np.ndarray, tri: np.ndarray, eps: float = 1e-9) -> np.ndarray:
-    """Möller–Trumbore on segments; touching counts (faces that share no vertex should not touch)."""
+    """Möller-Trumbore on segments; touching counts (faces that share no vertex should not touch)."""
     d = p1 - p0
     e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
     h = np.cross(d, e2)

@@ -21,8 +21,8 @@ _OP_TYPES = {
 
 
 def boolean(op: str, a: trimesh.Trimesh, b: trimesh.Trimesh, *, allow_empty: bool = False) -> MeshResult:
-    """`a ∪ b`, `a − b` or `a ∩ b` as the mesh `result`. An empty result raises EmptyResult unless
-    `allow_empty` (then `result` has no faces), so a guide that misses its bone does not pass silently."""
+    """Union, difference (a minus b) or intersection as the mesh `result`. An empty result raises
+    EmptyResult unless `allow_empty` (then `result` has no faces), so a miss does not pass silently."""
     if op not in _OP_TYPES:
         raise InvalidDesignParameters(f"op: expected one of {', '.join(BOOLEAN_OPS)}, got {op!r}", field="op")
     solid_a, solid_b = to_manifold(a, "a"), to_manifold(b, "b")

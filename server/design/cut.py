@@ -63,7 +63,9 @@ def wedge_cut(mesh: trimesh.Trimesh, plane_a: Plane, plane_b: Plane) -> MeshResu
             "input": {"faces": int(solid.num_tri()), "volume_mm3": round(volume, 6)},
             "wedge": solid_report(wedge),
             "remaining": {**solid_report(remaining), "components": len(remaining.decompose())},
-            "angle_deg": round(float(np.degrees(np.arccos(np.clip(-np.dot(plane_a.normal_lps, plane_b.normal_lps), -1, 1)))), 6),
+            "angle_deg": round(
+                float(np.degrees(np.arccos(np.clip(-np.dot(plane_a.normal_lps, plane_b.normal_lps), -1, 1)))), 6
+            ),
             "volume_change_mm3": round(float(wedge.volume()) + float(remaining.volume()) - volume, 6) + 0.0,
         },
     )

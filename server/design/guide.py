@@ -10,7 +10,7 @@ concave regions):
             plate, whatever the angle between trajectory and bone).
 - channel = a cylinder whose flats are at r_in = (drill + drill clearance)/2 from the axis, through
             sleeve and plate.
-guide = (plate ∪ sleeves) − channels, all in manifold3d, so the result is a closed 2-manifold.
+guide = (plate + sleeves) - channels, all in manifold3d, so the result is a closed 2-manifold.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def make_guide(
     patch = select_patch(bone, region, centroids, normals)
     if not patch.any():
         raise InvalidDesignParameters("the region selects no bone surface", field="region")
-    sleeves = [_sleeve_geometry(tr, params, bone, centroids, normals) for tr in trajectories]
+    sleeves = [_sleeve_geometry(tr, params, centroids, normals) for tr in trajectories]
     for sleeve in sleeves:
         patch |= sleeve["footprint"]
     margin = c + t + 2 * h
@@ -83,7 +83,8 @@ def make_guide(
     for sleeve in sleeves:
         low, high = np.minimum(low, sleeve["low"]), np.maximum(high, sleeve["high"])
     nearby = _faces_near(corners, low - margin, high + margin)
-    bone_distance = SurfaceDistance(corners[nearby], spacing_mm=h / 2)
+    corner_normals = np.asarray(bone.vertex_normals)[faces[nearby]]
+    bone_distance = SurfaceDistance(corners[nearby], spacing_mm=h / 2, corner_normals=corner_normals)
     patch_distance = SurfaceDistance(corners[patch], spacing_mm=h / 2)
     in_patch = patch[nearby]
 
@@ -92,15 +93,15 @@ def make_guide(
         band = np.isfinite(patch_distance.coarse(points, upper_mm=margin + h))
         value = np.full(len(points), -h)
         near = points[band]
-        to_bone, face = bone_distance.closest(near)
-        to_patch = to_bone.copy()
+        signed_to_bone, face = bone_distance.signed(near)
+        to_patch = np.abs(signed_to_bone)
         elsewhere = ~in_patch[face]  # closest to bone outside the patch: measure to the patch itself
         to_patch[elsewhere] = patch_distance.closest(near[elsewhere])[0]
-        value[band] = np.minimum(c + t - to_patch, to_bone - c)
+        value[band] = np.minimum(c + t - to_patch, signed_to_bone - c)
         return value
 
-    # {d_patch ≤ c+t, d_bone ≥ c} is a shell on both sides of the patch; the bone solid is subtracted
-    # below, which removes the inner one exactly (no inside/outside test on the grid)
+    # signed, so the underside at d = c is resolved even when 2c is below the grid spacing; wherever a
+    # sign is wrong deep inside the bone, the boolean subtraction of the bone below removes the piece
     plate, evaluated = level_set(plate_field, [*plate_low, *plate_high], h)
     require_nonempty(plate, "the guide plate")
     parts, cutters, sleeve_reports = [plate], [bone_solid], []
@@ -117,7 +118,10 @@ def make_guide(
         evaluated += n
         parts.append(manifold3d.Manifold.batch_boolean([sleeve["tube"], seat_band], manifold3d.OpType.Subtract))
         cutters.append(sleeve["channel"])
-        sleeve_reports.append(sleeve["report"] | {"trajectory": trajectory.to_json()})
+        entry_to_bone = float(bone_distance.closest(np.asarray([trajectory.entry_lps]))[0][0])
+        sleeve_reports.append(
+            sleeve["report"] | {"trajectory": trajectory.to_json(), "entry_to_bone_mm": round(entry_to_bone, 6)}
+        )
     guide = manifold3d.Manifold.batch_boolean(parts, manifold3d.OpType.Add)
     guide = manifold3d.Manifold.batch_boolean([guide, *cutters], manifold3d.OpType.Subtract)
     require_nonempty(guide, "the guide")
@@ -180,7 +184,7 @@ def _faces_near(corners: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nd
 
 
 def _sleeve_geometry(
-    trajectory: Trajectory, params: GuideParameters, bone: trimesh.Trimesh, centroids: np.ndarray, normals: np.ndarray
+    trajectory: Trajectory, params: GuideParameters, centroids: np.ndarray, normals: np.ndarray
 ) -> dict[str, Any]:
     c, t, h = params.clearance_mm, params.thickness_mm, params.resolution_mm
     inward = trajectory.direction
@@ -207,7 +211,6 @@ def _sleeve_geometry(
     footprint = (radial <= r_out + 2 * h) & (axial >= -depth) & (axial <= c + t) & (normals @ inward < 0)
     ends = np.stack([bottom, top])
     reach = r_out + 2 * h
-    distance_to_bone = float(trimesh.proximity.closest_point(bone, entry[None, :])[1][0])
     return {
         "tube": tube,
         "channel": channel,
@@ -220,14 +223,13 @@ def _sleeve_geometry(
             "axis_lps": [round(float(v), 12) for v in -inward],
             "top_lps": [round(float(v), 6) for v in top],
             "length_above_entry_mm": params.sleeve_length_mm,
-            "entry_to_bone_mm": round(distance_to_bone, 6),
             "obliquity_deg": round(math.degrees(math.acos(cos_angle)), 6),
         },
     }
 
 
 def _frame_along(axis: np.ndarray, origin: np.ndarray) -> tuple[tuple[float, ...], ...]:
-    """3×4 affine matrix taking +z to the unit vector `axis` and the origin to `origin`."""
+    """3x4 affine matrix taking +z to the unit vector `axis` and the origin to `origin`."""
     u, w = _plane_basis(axis)
     rotation = np.stack([u, w, axis], axis=1)  # columns: images of x, y, z
     return tuple(tuple(float(v) for v in row) for row in np.concatenate([rotation, origin[:, None]], axis=1))

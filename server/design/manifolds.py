@@ -24,12 +24,15 @@ def to_manifold(mesh: trimesh.Trimesh, role: str = "mesh") -> manifold3d.Manifol
     status = solid.status()
     if status != manifold3d.Error.NoError or solid.is_empty():
         raise MeshNotManifold(
-            f"{role}: manifold3d cannot take it as a solid ({status.name}); repair it first (open or non-manifold edges)",
+            f"{role}: manifold3d cannot take it as a solid ({status.name}); "
+            "repair it first (open or non-manifold edges)",
             role=role,
             status=status.name,
         )
     if solid.volume() <= 0:
-        raise MeshInsideOut(f"{role}: its normals point inwards (volume {solid.volume():.3f} mm³); repair it first", role=role)
+        raise MeshInsideOut(
+            f"{role}: its normals point inwards (volume {solid.volume():.3f} mm³); repair it first", role=role
+        )
     return solid
 
 

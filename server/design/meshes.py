@@ -49,7 +49,9 @@ class MeshLimits:
 
     def check_faces(self, n_faces: int, what: str = "the mesh") -> None:
         if n_faces > self.max_faces:
-            raise MeshTooLarge(f"{what} has {n_faces} triangles, over the limit of {self.max_faces}", limit_faces=self.max_faces)
+            raise MeshTooLarge(
+                f"{what} has {n_faces} triangles, over the limit of {self.max_faces}", limit_faces=self.max_faces
+            )
 
 
 @dataclass
@@ -63,7 +65,10 @@ class MeshResult:
 def make_mesh(vertices: np.ndarray, faces: np.ndarray) -> trimesh.Trimesh:
     """A Trimesh taken as is: trimesh's processing would merge vertices and may break manifoldness."""
     return trimesh.Trimesh(
-        vertices=np.asarray(vertices, dtype=np.float64), faces=np.asarray(faces, dtype=np.int64), process=False, validate=False
+        vertices=np.asarray(vertices, dtype=np.float64),
+        faces=np.asarray(faces, dtype=np.int64),
+        process=False,
+        validate=False,
     )
 
 
@@ -249,20 +254,30 @@ def _precheck_3mf(data: bytes, limits: MeshLimits) -> str:
     return "3mf"
 
 
-_PRECHECKS = {"stl": _precheck_stl, "obj": _precheck_obj, "ply": _precheck_ply, "glb": _precheck_glb, "3mf": _precheck_3mf}
+_PRECHECKS = {
+    "stl": _precheck_stl,
+    "obj": _precheck_obj,
+    "ply": _precheck_ply,
+    "glb": _precheck_glb,
+    "3mf": _precheck_3mf,
+}
 
 
 # --- export --------------------------------------------------------------------------------------------
 
 
 def export_mesh(mesh: trimesh.Trimesh, fmt: str) -> bytes:
-    """Deterministic bytes of `mesh` in `fmt` (binary STL, binary PLY, GLB or 3MF)."""
+    """Deterministic bytes of `mesh` in `fmt`. PLY (doubles) and 3MF keep float64 coordinates exactly;
+    STL and GLB store float32, and vertices closer than float32 resolution (boolean results have them)
+    collapse when read back, which can make the mesh non-manifold: keep working copies in PLY."""
     fmt = fmt.lower().lstrip(".")
     if fmt == "stl":
         return export_stl(np.asarray(mesh.vertices), np.asarray(mesh.faces))
     if fmt == "3mf":
         return export_3mf(np.asarray(mesh.vertices), np.asarray(mesh.faces))
-    if fmt in ("ply", "glb"):  # trimesh writes these without timestamps or random ids
+    if fmt == "ply":
+        return export_ply(np.asarray(mesh.vertices), np.asarray(mesh.faces))
+    if fmt == "glb":  # trimesh writes it without timestamps or random ids
         out = mesh.export(file_type=fmt)
         return out if isinstance(out, bytes) else out.encode()
     raise UnsupportedMeshFormat(f"cannot export {fmt!r}: one of {', '.join(EXPORT_FORMATS)}", format=fmt)
@@ -280,5 +295,21 @@ def export_stl(vertices: np.ndarray, faces: np.ndarray) -> bytes:
     records = np.zeros(len(faces), dtype=_STL_RECORD)
     records["normal"] = normals
     records["corners"] = corners
-    header = b"Trinity binary STL, patient LPS millimetres".ljust(80, b" ")
+    header = b"SPACE=LPS UNITS=mm Trinity design".ljust(80, b" ")  # 3D Slicer's convention, as imaging writes
     return header + struct.pack("<I", len(faces)) + records.tobytes()
+
+
+_PLY_FACE = np.dtype([("count", "u1"), ("corners", "<i4", 3)])
+
+
+def export_ply(vertices: np.ndarray, faces: np.ndarray) -> bytes:
+    """Binary little-endian PLY with double coordinates: reads back bit for bit."""
+    header = (
+        "ply\nformat binary_little_endian 1.0\ncomment Trinity, patient LPS millimetres\n"
+        f"element vertex {len(vertices)}\nproperty double x\nproperty double y\nproperty double z\n"
+        f"element face {len(faces)}\nproperty list uchar int vertex_indices\nend_header\n"
+    )
+    records = np.empty(len(faces), dtype=_PLY_FACE)
+    records["count"] = 3
+    records["corners"] = faces
+    return header.encode() + np.ascontiguousarray(vertices, dtype="<f8").tobytes() + records.tobytes()

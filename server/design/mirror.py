@@ -37,8 +37,8 @@ class Alignment:
     def to_json(self) -> dict[str, object]:
         return {
             "transform": [[round(float(v), 12) for v in row] for row in self.transform],
-            "rms_before_mm": round(self.rms_before_mm, 6),
-            "rms_after_mm": round(self.rms_after_mm, 6),
+            "rms_before_mm": _finite(self.rms_before_mm),
+            "rms_after_mm": _finite(self.rms_after_mm),
             "iterations": self.iterations,
             "converged": self.converged,
             "pairs": self.pairs,
@@ -53,33 +53,49 @@ def icp(
     max_distance_mm: float | None = None,
     tolerance_mm: float = 1e-7,
 ) -> Alignment:
-    """Point-to-point ICP (Kabsch on closest-point pairs, no scaling, no reflection).
+    """Point-to-point ICP (Kabsch on closest-point pairs, no scaling, no reflection); the transform
+    returned moves `moving` onto `target`.
 
-    Pairs farther than `max_distance_mm` are left out, so a mirrored part whose defect side has no
-    counterpart in the target is aligned on the part that does. Deterministic: no random sampling.
+    Each target point is paired with its closest moving point: the target is the partial side (the
+    bone around a defect) and the moving, mirrored part the whole one, so every target point has a
+    true partner. Pairs farther than `max_distance_mm` are left out. Deterministic: no sampling.
     """
     if len(moving) < 3 or len(target) < 3:
         raise MeshEmpty("ICP needs at least three points on each side")
-    tree = cKDTree(target)
-    transform = np.eye(4)
-    current = moving.copy()
+    tree = cKDTree(moving)
+    onto_moving = np.eye(4)  # target → moving; inverted at the end
+    current = target.copy()
     rms_before = rms = _rms(tree.query(current)[0], max_distance_mm)
     converged, iterations, pairs = False, 0, 0
-    for iterations in range(1, max_iterations + 1):  # noqa: B007 (the count is reported)
+    while iterations < max_iterations:
+        iterations += 1
         distances, index = tree.query(current)
         keep = distances <= max_distance_mm if max_distance_mm is not None else np.ones(len(current), dtype=bool)
         pairs = int(keep.sum())
         if pairs < 3:
-            raise InvalidDesignParameters("ICP: fewer than three point pairs within max_distance_mm", field="max_distance_mm")
-        step = _kabsch(current[keep], target[index[keep]])
+            raise InvalidDesignParameters(
+                "ICP: fewer than three point pairs within max_distance_mm", field="max_distance_mm"
+            )
+        step = _kabsch(current[keep], moving[index[keep]])
         current = current @ step[:3, :3].T + step[:3, 3]
-        transform = step @ transform
+        onto_moving = step @ onto_moving
         new_rms = _rms(tree.query(current)[0], max_distance_mm)
         if abs(rms - new_rms) < tolerance_mm:
             rms, converged = new_rms, True
             break
         rms = new_rms
-    return Alignment(transform, rms_before, rms, iterations, converged, pairs)
+    return Alignment(_rigid_inverse(onto_moving), rms_before, rms, iterations, converged, pairs)
+
+
+def _rigid_inverse(transform: np.ndarray) -> np.ndarray:
+    inverse = np.eye(4)
+    inverse[:3, :3] = transform[:3, :3].T
+    inverse[:3, 3] = -transform[:3, :3].T @ transform[:3, 3]
+    return inverse
+
+
+def _finite(value: float) -> float | None:
+    return round(value, 6) if np.isfinite(value) else None  # JSON has no infinity
 
 
 def _rms(distances: np.ndarray, max_distance_mm: float | None) -> float:
@@ -123,10 +139,9 @@ def mirror_and_align(
         return MeshResult(meshes={"mirrored": mirrored}, report=report)
     target_points = np.asarray(target.vertices)
     moving_points = np.asarray(mirrored.vertices)
-    if region is not None:
+    if region is not None:  # match only the target around the defect; the mirrored part stays whole
         center = np.asarray(region.center_lps)
         target_points = target_points[np.linalg.norm(target_points - center, axis=1) <= region.radius_mm]
-        moving_points = moving_points[np.linalg.norm(moving_points - center, axis=1) <= region.radius_mm + (max_distance_mm or 0.0)]
     alignment = icp(
         _even_sample(moving_points, max_points),
         _even_sample(target_points, max_points),

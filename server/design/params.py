@@ -76,7 +76,9 @@ class Plane:
                 raise InvalidDesignParameters(f"{field}: expected X,Y,Z,NX,NY,NZ, got {value!r}", field=field)
             return cls(vec3(parts[:3], field), unit(parts[3:], field))
         value = mapping(value, field)
-        return cls(vec3(value.get("point_lps"), f"{field}.point_lps"), unit(value.get("normal_lps"), f"{field}.normal_lps"))
+        return cls(
+            vec3(value.get("point_lps"), f"{field}.point_lps"), unit(value.get("normal_lps"), f"{field}.normal_lps")
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {"point_lps": list(self.point_lps), "normal_lps": list(self.normal_lps)}
@@ -148,7 +150,9 @@ def region_from_json(value: Any, field: str = "region") -> Region:
     value = mapping(value, field)
     kind = value.get("kind", "sphere" if "center_lps" in value else "lasso")
     if kind == "sphere":
-        return SphereRegion(vec3(value.get("center_lps"), f"{field}.center_lps"), positive(value.get("radius_mm"), f"{field}.radius_mm"))
+        return SphereRegion(
+            vec3(value.get("center_lps"), f"{field}.center_lps"), positive(value.get("radius_mm"), f"{field}.radius_mm")
+        )
     if kind == "lasso":
         raw = value.get("points_lps")
         if not isinstance(raw, Sequence) or isinstance(raw, str) or len(raw) < 3:

@@ -34,7 +34,9 @@ def _smooth_max(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
 
 def bone_field(points: np.ndarray) -> np.ndarray:
     """Positive inside the phantom bone, roughly a signed distance in mm near the surface."""
-    shaft = SHAFT_RADIUS_MM - _segment_distance(points, np.array([0.0, 0.0, -HALF_LENGTH_MM]), np.array([0.0, 0.0, HALF_LENGTH_MM]))
+    shaft = SHAFT_RADIUS_MM - _segment_distance(
+        points, np.array([0.0, 0.0, -HALF_LENGTH_MM]), np.array([0.0, 0.0, HALF_LENGTH_MM])
+    )
     # shaft slightly bent towards P, like a femur's anterior bow
     head = 17.0 - np.linalg.norm((points - np.array([9.0, 2.0, 68.0])) / np.array([1.0, 1.0, 1.1]), axis=1)
     neck = 8.5 - _segment_distance(points, np.array([0.0, 0.0, 50.0]), np.array([9.0, 2.0, 68.0]))
@@ -54,7 +56,9 @@ def synthetic_bone(edge_mm: float = 1.2) -> trimesh.Trimesh:
 
 def capsule_bone(segments: int = 64, refine_to_mm: float | None = None) -> trimesh.Trimesh:
     """A shaft cylinder with a ball on top and two balls below, unioned exactly by manifold3d."""
-    shaft = manifold3d.Manifold.cylinder(2 * HALF_LENGTH_MM, SHAFT_RADIUS_MM, -1.0, segments).translate((0.0, 0.0, -HALF_LENGTH_MM))
+    shaft = manifold3d.Manifold.cylinder(2 * HALF_LENGTH_MM, SHAFT_RADIUS_MM, -1.0, segments).translate(
+        (0.0, 0.0, -HALF_LENGTH_MM)
+    )
     head = manifold3d.Manifold.sphere(17.0, segments).translate((9.0, 2.0, 66.0))
     condyle_l = manifold3d.Manifold.sphere(13.0, segments).translate((11.0, 3.0, -60.0))
     condyle_r = manifold3d.Manifold.sphere(12.0, segments).translate((-10.0, 3.0, -61.0))

@@ -78,7 +78,9 @@ class Provenance:
 
     def with_output_ids(self, ids: Mapping[str, str]) -> Provenance:
         """The record once the outputs are stored: `ids` maps role → artifact id."""
-        return replace(self, outputs=tuple(replace(o, artifact_id=ids.get(o.role, o.artifact_id)) for o in self.outputs))
+        return replace(
+            self, outputs=tuple(replace(o, artifact_id=ids.get(o.role, o.artifact_id)) for o in self.outputs)
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -36,7 +36,11 @@ def repair_mesh(
     """`keep`: "all", "largest", or component indices (components ranked by volume, largest first, as
     `analyze_mesh` lists them after repair). Components under `min_component_volume_mm3` are dropped."""
     vertices, faces = np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)
-    report: dict[str, Any] = {"faces_before": len(faces), "vertices_before": len(vertices), "watertight_before": topology.is_watertight(faces)}
+    report: dict[str, Any] = {
+        "faces_before": len(faces),
+        "vertices_before": len(vertices),
+        "watertight_before": topology.is_watertight(faces),
+    }
     vertices, faces, report["vertices_merged"] = merge_close_vertices(vertices, faces, merge_tolerance_mm)
     faces, report["degenerate_faces_removed"] = _drop_degenerate(faces)
     faces, report["duplicate_faces_removed"] = _drop_duplicates(faces)
@@ -67,7 +71,9 @@ def _scale(vertices: np.ndarray) -> float:
     return max(float(np.ptp(vertices, axis=0).max()) if len(vertices) else 1.0, 1.0)
 
 
-def merge_close_vertices(vertices: np.ndarray, faces: np.ndarray, tolerance_mm: float) -> tuple[np.ndarray, np.ndarray, int]:
+def merge_close_vertices(
+    vertices: np.ndarray, faces: np.ndarray, tolerance_mm: float
+) -> tuple[np.ndarray, np.ndarray, int]:
     """Vertices on the same `tolerance_mm` grid cell become one (the first one keeps its position)."""
     if tolerance_mm <= 0:
         raise InvalidDesignParameters("merge_tolerance_mm must be > 0", field="merge_tolerance_mm")
@@ -132,7 +138,9 @@ def _fix_winding(faces: np.ndarray) -> tuple[np.ndarray, int]:
     return faces, int(flip.sum())
 
 
-def _fill_holes(vertices: np.ndarray, faces: np.ndarray, max_edges: int) -> tuple[np.ndarray, np.ndarray, int, int, int]:
+def _fill_holes(
+    vertices: np.ndarray, faces: np.ndarray, max_edges: int
+) -> tuple[np.ndarray, np.ndarray, int, int, int]:
     """Close each boundary loop: a triangle for three edges, else a fan around the loop's centroid."""
     new_vertices, new_faces, filled, left = [], [], 0, 0
     next_vertex = len(vertices)

@@ -34,11 +34,16 @@ def decimate(mesh: trimesh.Trimesh, target_faces: int, *, aggressiveness: float 
         raise InvalidDesignParameters("target_faces must be at least 4", field="target_faces")
     report: dict[str, Any] = {"faces_before": faces_in, "target_faces": target_faces, "repaired": False}
     if target_faces >= faces_in:
-        report.update(faces_after=faces_in, watertight_after=topology.is_watertight(np.asarray(mesh.faces)), unchanged=True)
+        report.update(
+            faces_after=faces_in, watertight_after=topology.is_watertight(np.asarray(mesh.faces)), unchanged=True
+        )
         return MeshResult(meshes={"decimated": mesh}, report=report)
     with _SIMPLIFY_LOCK:
         points, faces = fast_simplification.simplify(
-            np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces), target_count=target_faces, agg=aggressiveness
+            np.asarray(mesh.vertices, dtype=np.float64),
+            np.asarray(mesh.faces),
+            target_count=target_faces,
+            agg=aggressiveness,
         )
     vertices, faces = compact(points, faces.astype(np.int64))
     watertight = topology.is_watertight(faces)
@@ -50,7 +55,10 @@ def decimate(mesh: trimesh.Trimesh, target_faces: int, *, aggressiveness: float 
                 "decimation opened the mesh and repair could not close it; try more target faces",
                 target_faces=target_faces,
             )
-        vertices, faces = np.asarray(repaired.meshes["repaired"].vertices), np.asarray(repaired.meshes["repaired"].faces)
+        vertices, faces = (
+            np.asarray(repaired.meshes["repaired"].vertices),
+            np.asarray(repaired.meshes["repaired"].faces),
+        )
         report["repaired"] = True
         report["repair"] = repaired.report
         watertight = True

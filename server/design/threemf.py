@@ -54,7 +54,9 @@ def export_3mf(vertices: np.ndarray, faces: np.ndarray) -> bytes:
         'xmlns="http://schemas.microsoft.com/3dmanufacturing/core/2015/02">'
         '<resources><object id="1" type="model"><mesh><vertices>'
     ]
-    parts.extend(f'<vertex x="{x!r}" y="{y!r}" z="{z!r}"/>' for x, y, z in np.asarray(vertices, dtype=np.float64).tolist())
+    parts.extend(
+        f'<vertex x="{x!r}" y="{y!r}" z="{z!r}"/>' for x, y, z in np.asarray(vertices, dtype=np.float64).tolist()
+    )
     parts.append("</vertices><triangles>")
     parts.extend(f'<triangle v1="{a}" v2="{b}" v3="{c}"/>' for a, b, c in np.asarray(faces, dtype=np.int64).tolist())
     parts.append('</triangles></mesh></object></resources><build><item objectid="1"/></build></model>')

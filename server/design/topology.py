@@ -43,7 +43,9 @@ def edge_topology(faces: np.ndarray) -> EdgeTopology:
 
 def winding_conflicts(topology: EdgeTopology) -> int:
     """Two-face edges whose faces run along them in the same direction (one of the faces is flipped)."""
-    forward = np.bincount(topology.face_edges.ravel(), weights=topology.same_direction.ravel(), minlength=len(topology.edges))
+    forward = np.bincount(
+        topology.face_edges.ravel(), weights=topology.same_direction.ravel(), minlength=len(topology.edges)
+    )
     two = topology.edge_faces == 2
     return int((two & (forward != 1)).sum())
 

@@ -18,6 +18,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
 from pydicom.uid import (
     UID,
@@ -109,7 +110,7 @@ def text(ds: Dataset, keyword: str) -> str:
         return ""
     if value is None:
         return ""
-    if isinstance(value, list | tuple | pydicom.multival.MultiValue):
+    if isinstance(value, list | tuple | MultiValue):
         value = "\\".join(str(v) for v in value)
     return str(value).replace("\x00", "").strip()[:1024]
 
@@ -165,7 +166,7 @@ def _open(source: Path | bytes, name: str, limits: Limits) -> tuple[Dataset, int
     return FileProblem(name, ProblemCode.NOT_DICOM, "not a DICOM file (no 'DICM' prefix and no recognisable dataset)")
 
 
-def _nesting_problem(ds: Dataset, name: str, limits: Limits) -> FileProblem | None:
+def _header_problem(ds: Dataset, name: str, limits: Limits) -> FileProblem | None:
     """Walk every element iteratively: converts lazily read values (catching truncation) and measures
     sequence depth without recursing."""
     stack: list[tuple[Dataset, int]] = [(ds, 0)]
@@ -277,87 +278,32 @@ def _read(source: Path | bytes, name: str, limits: Limits) -> DicomFile | FilePr
     if isinstance(opened, FileProblem):
         return opened
     ds, size = opened
-    if len(ds) == 0:
-        return FileProblem(name, ProblemCode.TRUNCATED, "file ends right after its meta header")
-    last = ds.get_item(list(ds.keys())[-1])
-    tell, length = getattr(last, "value_tell", None), getattr(last, "length", 0xFFFFFFFF)
-    if tell is not None and length != 0xFFFFFFFF and tell + length < size:
-        # pydicom stops quietly when too few bytes remain for the next element's header.
-        return FileProblem(
-            name, ProblemCode.TRUNCATED, f"file ends inside an element header after byte {tell + length}"
-        )
-    problem = _nesting_problem(ds, name, limits)
+    problem = _trailing_bytes_problem(ds, name, size) or _header_problem(ds, name, limits)
     if problem is not None:
         return problem
     ids = {"sop_instance_uid": text(ds, "SOPInstanceUID"), "series_instance_uid": text(ds, "SeriesInstanceUID")}
     image_type = tuple(v.upper() for v in text(ds, "ImageType").split("\\") if v)
-    excluded = _exclusion(ds, name, image_type, ids)
-    if excluded is not None:
-        return excluded
-    if not any(tag in ds for tag in _PIXEL_TAGS):
-        private = _private_pixels(ds)
-        if private:
-            return FileProblem(name, ProblemCode.VENDOR_PRIVATE_COMPRESSION, private, **ids)
-        kind = text(ds, "Modality") or "this object"
-        return FileProblem(name, ProblemCode.NO_PIXEL_DATA, f"no pixel data ({kind}): not an image", **ids)
-    if "PixelData" not in ds:
-        return FileProblem(name, ProblemCode.NO_PIXEL_DATA, "only float pixel data, which is not a CT/MR image", **ids)
-    rows, columns = _number(ds, "Rows") or 0, _number(ds, "Columns") or 0
-    frames = _number(ds, "NumberOfFrames") or 1
-    bits = _number(ds, "BitsAllocated") or 0
-    samples = _number(ds, "SamplesPerPixel") or 1
-    if rows <= 0 or columns <= 0 or bits <= 0:
-        return FileProblem(
-            name,
-            ProblemCode.INVALID_HEADER,
-            f"image matrix declared as {rows}x{columns} with {bits} bits allocated",
-            **ids,
-        )
-    declared = rows * columns * frames * samples * bits // 8
-    if (
-        rows * columns > limits.max_pixels_per_frame
-        or frames > limits.max_frames
-        or declared > limits.max_decoded_bytes
-    ):
-        return FileProblem(
-            name,
-            ProblemCode.TOO_LARGE,
-            f"declares {rows}x{columns} pixels x {frames} frames x {bits} bits ({declared} bytes decoded); "
-            f"limits: {limits.max_pixels_per_frame} pixels per frame, {limits.max_frames} frames, "
-            f"{limits.max_decoded_bytes} bytes",
-            **ids,
-        )
-    photometric = text(ds, "PhotometricInterpretation")
-    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        return FileProblem(
-            name,
-            ProblemCode.NOT_GRAYSCALE,
-            f"{photometric or 'unknown'} image with {samples} samples per pixel: not a CT/MR volume",
-            **ids,
-        )
+    problem = _exclusion(ds, name, image_type, ids) or _pixel_problem(ds, name, ids, limits)
+    if problem is not None:
+        return problem
     uid = _transfer_syntax(ds)
-    undecodable = _undecodable(uid, ds)
-    if undecodable:
-        return FileProblem(name, ProblemCode.UNSUPPORTED_TRANSFER_SYNTAX, undecodable, **ids)
-    if not uid.is_compressed and len(ds.PixelData) < declared:
-        return FileProblem(
-            name, ProblemCode.TRUNCATED, f"pixel data holds {len(ds.PixelData)} of {declared} declared bytes", **ids
-        )
+    frames = _number(ds, "NumberOfFrames") or 1
     try:
         ds.file_meta.TransferSyntaxUID = uid  # pydicom needs it even for files read without meta
-        pixels = np.asarray(ds.pixel_array)
+        pixels = np.asarray(ds.pixel_array).reshape(frames, int(ds.Rows), int(ds.Columns))
     except RecursionError:
         raise
     except Exception as exc:
-        return FileProblem(
-            name, ProblemCode.PIXEL_DECODE_FAILED, f"{_syntax_name(uid)}: pixel data could not be decoded: {exc}", **ids
-        )
-    pixels = pixels.reshape(frames, rows, columns)
+        reason = f"{_syntax_name(uid)}: pixel data could not be decoded: {exc}"
+        return FileProblem(name, ProblemCode.PIXEL_DECODE_FAILED, reason, **ids)
     planes = frame_planes(ds, frames)
     notes: list[str] = []
-    tiles = mosaic_tile_count(ds, image_type)
+    tiles = mosaic_tile_count(ds, image_type) if frames == 1 else None
     if tiles:
-        pixels, planes = demosaic(ds, pixels[0], planes[0], tiles)
+        try:
+            pixels, planes = demosaic(ds, pixels[0], planes[0], tiles)
+        except ValueError as exc:
+            return FileProblem(name, ProblemCode.INVALID_HEADER, f"Siemens mosaic cannot be split: {exc}", **ids)
         notes.append(f"Siemens mosaic of {tiles} tiles split into slices")
     return DicomFile(
         name=name,
@@ -377,3 +323,58 @@ def _read(source: Path | bytes, name: str, limits: Limits) -> DicomFile | FilePr
         discriminators={k: text(ds, k) for k in _DISCRIMINATORS} | {"TransferSyntaxUID": str(uid)},
         notes=notes,
     )
+
+
+def _trailing_bytes_problem(ds: Dataset, name: str, size: int) -> FileProblem | None:
+    if len(ds) == 0:
+        return FileProblem(name, ProblemCode.TRUNCATED, "file ends right after its meta header")
+    last = ds.get_item(list(ds.keys())[-1])
+    tell, length = getattr(last, "value_tell", None), getattr(last, "length", 0xFFFFFFFF)
+    if tell is not None and length != 0xFFFFFFFF and tell + length < size:
+        # pydicom stops quietly when too few bytes remain for the next element's header.
+        reason = f"file ends inside an element header after byte {tell + length}"
+        return FileProblem(name, ProblemCode.TRUNCATED, reason)
+    return None
+
+
+def _pixel_problem(ds: Dataset, name: str, ids: dict[str, str], limits: Limits) -> FileProblem | None:
+    """Everything that rules the pixels out, checked on the header alone: before any decoding."""
+    if not any(tag in ds for tag in _PIXEL_TAGS):
+        private = _private_pixels(ds)
+        if private:
+            return FileProblem(name, ProblemCode.VENDOR_PRIVATE_COMPRESSION, private, **ids)
+        kind = text(ds, "Modality") or "this object"
+        return FileProblem(name, ProblemCode.NO_PIXEL_DATA, f"no pixel data ({kind}): not an image", **ids)
+    if "PixelData" not in ds:
+        return FileProblem(name, ProblemCode.NO_PIXEL_DATA, "only float pixel data, which is not a CT/MR image", **ids)
+    rows, columns = _number(ds, "Rows") or 0, _number(ds, "Columns") or 0
+    frames = _number(ds, "NumberOfFrames") or 1
+    bits = _number(ds, "BitsAllocated") or 0
+    samples = _number(ds, "SamplesPerPixel") or 1
+    if rows <= 0 or columns <= 0 or bits <= 0 or frames <= 0:
+        reason = f"image matrix declared as {rows}x{columns}, {frames} frame(s), {bits} bits allocated"
+        return FileProblem(name, ProblemCode.INVALID_HEADER, reason, **ids)
+    declared = rows * columns * frames * samples * bits // 8
+    if (
+        rows * columns > limits.max_pixels_per_frame
+        or frames > limits.max_frames
+        or declared > limits.max_decoded_bytes
+    ):
+        reason = (
+            f"declares {rows}x{columns} pixels x {frames} frames x {bits} bits ({declared} bytes decoded); "
+            f"limits: {limits.max_pixels_per_frame} pixels per frame, {limits.max_frames} frames, "
+            f"{limits.max_decoded_bytes} bytes"
+        )
+        return FileProblem(name, ProblemCode.TOO_LARGE, reason, **ids)
+    photometric = text(ds, "PhotometricInterpretation")
+    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        reason = f"{photometric or 'unknown'} image with {samples} samples per pixel: not a CT/MR volume"
+        return FileProblem(name, ProblemCode.NOT_GRAYSCALE, reason, **ids)
+    uid = _transfer_syntax(ds)
+    undecodable = _undecodable(uid, ds)
+    if undecodable:
+        return FileProblem(name, ProblemCode.UNSUPPORTED_TRANSFER_SYNTAX, undecodable, **ids)
+    if not uid.is_compressed and len(ds.PixelData) < declared:
+        reason = f"pixel data holds {len(ds.PixelData)} of {declared} declared bytes"
+        return FileProblem(name, ProblemCode.TRUNCATED, reason, **ids)
+    return None

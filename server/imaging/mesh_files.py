@@ -18,7 +18,7 @@ from io import BytesIO
 
 import numpy as np
 
-from server.imaging.surface import Mesh
+from server.imaging.mesh import Mesh
 
 FRAME_EXTRAS = {"units": "mm", "frame": "LPS", "axes": "x=patient left, y=posterior, z=superior"}
 BONE_RGBA = [0.89, 0.85, 0.79, 1.0]

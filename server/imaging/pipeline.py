@@ -13,11 +13,18 @@ from typing import Any, Literal
 
 import SimpleITK as sitk
 
+from server.design.meshes import export_mesh, make_mesh
 from server.imaging.mesh_files import to_3mf, to_glb, to_stl
 from server.imaging.segment import SegmentationParams, segment
-from server.imaging.surface import Surface, SurfaceParams, extract_surface
+from server.imaging.surface import Mesh, Surface, SurfaceParams, extract_surface
 
-EXPORTS: dict[str, Callable[..., bytes]] = {"glb": to_glb, "stl": to_stl, "3mf": to_3mf}
+
+def to_ply(mesh: Mesh, name: str = "surface") -> bytes:
+    """Doubles, exactly as computed: what design operations read back."""
+    return export_mesh(make_mesh(mesh.vertices_lps, mesh.faces), "ply")
+
+
+EXPORTS: dict[str, Callable[..., bytes]] = {"glb": to_glb, "stl": to_stl, "3mf": to_3mf, "ply": to_ply}
 Progress = Callable[[float, str], None]
 
 
@@ -58,7 +65,12 @@ def libraries() -> dict[str, str]:
 
 
 def build_model(
-    image: sitk.Image, params: ModelParams, progress: Progress | None = None, *, name: str = "model"
+    image: sitk.Image,
+    params: ModelParams,
+    progress: Progress | None = None,
+    *,
+    name: str = "model",
+    formats: tuple[str, ...] = tuple(EXPORTS),
 ) -> Model:
     report = progress or (lambda fraction, message: None)
     seg_params = SegmentationParams(
@@ -76,6 +88,6 @@ def build_model(
         SurfaceParams(smoothing_iterations=params.smoothing_iterations, target_faces=params.target_faces),
         lambda stage, f: report(0.4 + 0.5 * f, f"surface: {stage}"),
     )
-    report(0.92, "exporting GLB, STL and 3MF")
-    files = {fmt: export(surface.mesh, name=name) for fmt, export in EXPORTS.items()}
+    report(0.92, f"exporting {', '.join(f.upper() for f in formats)}")
+    files = {fmt: EXPORTS[fmt](surface.mesh, name=name) for fmt in formats}
     return Model(surface, asdict(mask.report), files)

@@ -3,7 +3,9 @@ multi-frame objects (functional groups). Nothing is derived here; geometry.py do
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.dataset import Dataset
 
@@ -29,11 +31,7 @@ def _floats(value: object, count: int) -> tuple[float, ...] | None:
     if value is None:
         return None
     try:
-        items = (
-            list(value)
-            if isinstance(value, list | tuple) or (hasattr(value, "__iter__") and not isinstance(value, str))
-            else [value]
-        )
+        items: list[Any] = list(value) if isinstance(value, Iterable) and not isinstance(value, str) else [value]
         numbers = tuple(float(v) for v in items)
     except (TypeError, ValueError):
         return None

@@ -132,15 +132,17 @@ def _series_problem(stack: list[_Frame], code: SeriesProblemCode, reason: str) -
 
 
 def _stacks(frames: list[_Frame], problems: list[Problem]) -> list[list[_Frame]]:
-    groups: list[tuple[tuple, np.ndarray, list[_Frame]]] = []
-    missing: dict[tuple, list[_Frame]] = {}
+    """Frames grouped by series, matrix, pixel spacing and orientation, then separated where they repeat
+    positions. Frames without geometry are refused per series."""
+    groups: list[tuple[tuple[object, ...], np.ndarray, list[_Frame]]] = []
+    missing: dict[tuple[str, int | None], list[_Frame]] = {}
     for frame in frames:
         plane, file = frame.plane, frame.file
-        key = (file.series_instance_uid, file.series_number, file.rows, file.columns, plane.pixel_spacing_mm)
+        series = (file.series_instance_uid, file.series_number)
         if plane.position_lps is None or plane.orientation is None or plane.pixel_spacing_mm is None:
-            missing.setdefault(key[:2], []).append(frame)
+            missing.setdefault(series, []).append(frame)
             continue
-        key = (*key[:4], tuple(round(v, 4) for v in plane.pixel_spacing_mm))
+        key = (*series, file.rows, file.columns, tuple(round(v, 4) for v in plane.pixel_spacing_mm))
         orientation = np.asarray(plane.orientation)
         for group_key, group_orientation, members in groups:
             if group_key == key and np.abs(group_orientation - orientation).max() < ORIENTATION_TOLERANCE:
@@ -225,11 +227,13 @@ def _hu_stack(stack: list[_Frame], layout: StackLayout) -> tuple[np.ndarray, boo
 
 def _build(stack: list[_Frame], limits: VolumeLimits) -> Volume:
     first = stack[0]
+    orientation, spacing_mm = first.plane.orientation, first.plane.pixel_spacing_mm
+    assert orientation is not None and spacing_mm is not None  # _stacks keeps only frames with geometry
     positions = np.array([f.plane.position_lps for f in stack], dtype=np.float64)
     layout = analyse_stack(
         positions,
-        first.plane.orientation,
-        first.plane.pixel_spacing_mm,  # type: ignore[arg-type]
+        orientation,
+        spacing_mm,
         max_gap_factor=limits.max_gap_factor,
         max_gap_mm=limits.max_gap_mm,
     )

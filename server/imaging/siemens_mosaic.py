@@ -78,6 +78,8 @@ def demosaic(ds: Dataset, mosaic: np.ndarray, plane: FramePlane, tiles: int) -> 
     """Split a mosaic into (tiles, tile_rows, tile_columns) and give every tile its own plane."""
     per_side = math.ceil(math.sqrt(tiles))
     tile_rows, tile_columns = mosaic.shape[0] // per_side, mosaic.shape[1] // per_side
+    if tile_rows == 0 or tile_columns == 0:
+        raise ValueError(f"{tiles} tiles do not fit a {mosaic.shape[0]}x{mosaic.shape[1]} mosaic")
     slices = np.stack(
         [
             mosaic[

@@ -1,5 +1,6 @@
 """Closed triangle surfaces in patient LPS millimetres from masks: marching cubes, windowed-sinc
-smoothing (no shrinkage), quadric decimation, outward normals, a watertightness check.
+smoothing (no shrinkage), decimation (server/imaging/decimate.py), outward normals, a
+watertightness check.
 
 The mask is padded by one background voxel, so a bone cut by the scan's edge is capped there and
 the surface is closed. Vertices go through the full image geometry,
@@ -12,31 +13,40 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import fast_simplification
 import numpy as np
 import SimpleITK as sitk
 from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 from skimage.measure import marching_cubes
 
+from server.imaging.decimate import decimate
+from server.imaging.mesh import (
+    Mesh,
+    MeshNotWatertight,
+    SurfaceError,
+    SurfaceReport,
+    is_watertight,
+    measure,
+    require_watertight,
+    volume_and_area,
+)
 from server.imaging.segment import Mask, Progress, SeedPointError, bounding_box_zyx, keep_component
 
+__all__ = [
+    "Mesh",
+    "MeshNotWatertight",
+    "Surface",
+    "SurfaceError",
+    "SurfaceParams",
+    "SurfaceReport",
+    "decimate",
+    "extract_surface",
+    "is_watertight",
+    "mask_to_mesh",
+    "measure",
+    "require_watertight",
+    "smooth",
+]
 SLAB_SLICES = 32  # marching cubes runs on slabs: a float32 copy of 32 slices, not of the whole crop
-CHUNK_FACES = 400_000  # fast_simplification holds ~300 bytes per face: decimate big meshes in pieces
-
-
-class SurfaceError(ValueError):
-    """No surface can be made from this mask; the message says why."""
-
-
-class MeshNotWatertight(SurfaceError):
-    """The mesh has open or non-manifold edges, or inconsistent winding."""
-
-
-@dataclass(frozen=True)
-class Mesh:
-    vertices_lps: np.ndarray  # (V, 3) float64, patient LPS mm
-    faces: np.ndarray  # (F, 3) int32, counter-clockwise seen from outside
 
 
 @dataclass(frozen=True)
@@ -50,18 +60,6 @@ class SurfaceParams:
     target_faces: int | None = 300_000
     keep: Literal["all", "largest", "seed"] = "all"
     seed_lps: tuple[float, float, float] | None = None
-
-
-@dataclass(frozen=True)
-class SurfaceReport:
-    faces: int
-    vertices: int
-    volume_mm3: float
-    area_mm2: float
-    bbox_min_lps: tuple[float, float, float]
-    bbox_max_lps: tuple[float, float, float]
-    watertight: bool
-    components: int
 
 
 @dataclass(frozen=True)
@@ -82,12 +80,13 @@ def extract_surface(
     if params.smoothing_iterations > 0:
         report("smoothing", 0.3)
         mesh = smooth(mesh, params.smoothing_iterations, params.smoothing_pass_band)
+    notes: list[str] = []
     if params.target_faces is not None and len(mesh.faces) > params.target_faces:
         report("decimation", 0.5)
-        mesh = decimate(mesh, params.target_faces)
+        mesh = decimate(mesh, params.target_faces, notes=notes)
     report("checking", 0.95)
     require_watertight(mesh)
-    measured = measure(mesh)
+    measured = measure(mesh, notes)
     report("done", 1.0)
     return Surface(mesh, measured)
 
@@ -123,7 +122,7 @@ def mask_to_mesh(
     del verts_zyx
     to_lps = np.array(mask.GetDirection(), dtype=np.float64).reshape(3, 3) * np.array(mask.GetSpacing())
     vertices = ijk @ to_lps.T + np.array(mask.GetOrigin(), dtype=np.float64)
-    if _signed_volume(vertices, faces) < 0:  # the index → LPS map may be a reflection
+    if volume_and_area(vertices, faces)[0] < 0:  # the index → LPS map may be a reflection
         faces = faces[:, ::-1].copy()
     return Mesh(vertices, faces)
 
@@ -227,122 +226,3 @@ def _sinc_coefficients(iterations: int, pass_band: float) -> np.ndarray:
     return sigma / sigma.sum()  # gain exactly 1 at frequency 0: no drift, no growth
 
 
-def decimate(mesh: Mesh, target_faces: int, chunk_faces: int = CHUNK_FACES) -> Mesh:
-    """Quadric edge-collapse decimation to about `target_faces` (fast_simplification). Meshes over
-    `chunk_faces` are first decimated in slabs with their cut borders locked, then as a whole, which
-    bounds the decimator's memory. fast_simplification keeps module state: one call at a time per
-    process."""
-    if target_faces < 4:
-        raise SurfaceError(f"target_faces must be at least 4, got {target_faces}")
-    vertices, faces = mesh.vertices_lps, mesh.faces
-    if len(faces) <= target_faces:
-        return mesh
-    ratio = target_faces / len(faces)
-    while len(faces) > chunk_faces and len(faces) > 2 * target_faces:
-        chunked = _decimate_in_chunks(vertices, faces, ratio, chunk_faces)
-        if chunked is None or len(chunked[1]) >= 0.9 * len(faces):
-            break
-        vertices, faces = chunked
-        ratio = target_faces / len(faces)
-    if len(faces) <= target_faces:
-        return Mesh(vertices, faces)
-    points, triangles = fast_simplification.simplify(vertices, faces.astype(np.int32), target_count=target_faces)
-    return Mesh(np.asarray(points, dtype=np.float64), np.asarray(triangles, dtype=np.int32))
-
-
-def _decimate_in_chunks(
-    vertices: np.ndarray, faces: np.ndarray, ratio: float, chunk_faces: int
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Decimate face slabs along the longest axis, borders locked, and stitch them again by the
-    border vertices' unchanged coordinates. None if stitching would be ambiguous."""
-    parts = -(-len(faces) // chunk_faces)
-    extent = vertices.max(axis=0) - vertices.min(axis=0)
-    centroid = vertices[faces, int(np.argmax(extent))].mean(axis=1)
-    order = np.argsort(centroid, kind="stable")
-    chunks = np.array_split(order, parts)
-    owner = np.full(len(vertices), -1, dtype=np.int64)
-    shared = np.zeros(len(vertices), dtype=bool)
-    for c, face_ids in enumerate(chunks):
-        used = np.unique(faces[face_ids])
-        shared[used[(owner[used] >= 0) & (owner[used] != c)]] = True
-        owner[used] = c
-    shared_ids = np.flatnonzero(shared)
-    keys = np.ascontiguousarray(vertices[shared_ids]).view("V24").ravel()
-    key_order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[key_order]
-    if len(sorted_keys) > 1 and np.any(sorted_keys[1:] == sorted_keys[:-1]):
-        return None
-    out_vertices, out_faces, count = [vertices[shared_ids]], [], len(shared_ids)
-    for face_ids in chunks:
-        used, local = np.unique(faces[face_ids], return_inverse=True)
-        target = max(4, int(len(face_ids) * ratio))
-        points, triangles = fast_simplification.simplify(
-            vertices[used], local.reshape(-1, 3).astype(np.int32), target_count=target, preserve_border=True
-        )
-        points = np.ascontiguousarray(points, dtype=np.float64)
-        point_keys = points.view("V24").ravel()
-        at = np.minimum(np.searchsorted(sorted_keys, point_keys), max(len(sorted_keys) - 1, 0))
-        is_shared = sorted_keys[at] == point_keys if len(sorted_keys) else np.zeros(len(points), dtype=bool)
-        new_index = np.empty(len(points), dtype=np.int64)
-        new_index[is_shared] = key_order[at[is_shared]]
-        new_index[~is_shared] = count + np.arange(int((~is_shared).sum()))
-        count += int((~is_shared).sum())
-        out_vertices.append(points[~is_shared])
-        out_faces.append(new_index[np.asarray(triangles, dtype=np.int64)])
-    return np.concatenate(out_vertices), np.concatenate(out_faces).astype(np.int32)
-
-
-def is_watertight(mesh: Mesh) -> bool:
-    """Every edge has exactly two faces, traversed in opposite directions (closed, edge-manifold,
-    consistently wound), and no face repeats a vertex."""
-    faces = mesh.faces.astype(np.int64)
-    if len(faces) == 0:
-        return False
-    a, b = faces.ravel(), faces[:, [1, 2, 0]].ravel()
-    if np.any(a == b):
-        return False
-    n = len(mesh.vertices_lps)
-    forward = np.sort(a * n + b)
-    if np.any(forward[1:] == forward[:-1]):
-        return False
-    return bool(np.array_equal(forward, np.sort(b * n + a)))
-
-
-def require_watertight(mesh: Mesh) -> None:
-    if not is_watertight(mesh):
-        faces = mesh.faces.astype(np.int64)
-        edges = np.sort(np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]]), axis=1)
-        _, uses = np.unique(edges, axis=0, return_counts=True)
-        raise MeshNotWatertight(
-            f"surface is not watertight: {int((uses == 1).sum())} open and {int((uses > 2).sum())} "
-            f"non-manifold edges of {len(uses)}"
-        )
-
-
-def measure(mesh: Mesh) -> SurfaceReport:
-    v, f = mesh.vertices_lps, mesh.faces
-    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
-    cross = np.cross(b - a, c - a)
-    n = len(v)
-    edges = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    graph = sparse.coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    components, _ = connected_components(graph, directed=False)
-    used = np.unique(f)
-    lo, hi = v[used].min(axis=0), v[used].max(axis=0)
-    return SurfaceReport(
-        faces=len(f),
-        vertices=n,
-        volume_mm3=_signed_volume(v, f),
-        area_mm2=float(0.5 * np.linalg.norm(cross, axis=1).sum()),
-        bbox_min_lps=(float(lo[0]), float(lo[1]), float(lo[2])),
-        bbox_max_lps=(float(hi[0]), float(hi[1]), float(hi[2])),
-        watertight=is_watertight(mesh),
-        components=int(components),
-    )
-
-
-def _signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
-    """Divergence theorem, about the centroid for precision: positive for outward normals."""
-    v = vertices - vertices.mean(axis=0)
-    a, b, c = v[faces[:, 0]], v[faces[:, 1]], v[faces[:, 2]]
-    return float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum() / 6.0)

@@ -77,7 +77,9 @@ def test_path_and_bytes_read_alike(tmp_path: Path) -> None:
     assert from_path.planes == from_bytes.planes
 
 
-@pytest.mark.parametrize("data", [b"", b"hello, not an image\n", bytes(range(256)) * 8, b"\x89PNG\r\n\x1a\n" + b"\0" * 200])
+@pytest.mark.parametrize(
+    "data", [b"", b"hello, not an image\n", bytes(range(256)) * 8, b"\x89PNG\r\n\x1a\n" + b"\0" * 200]
+)
 def test_non_dicom_bytes_are_not_dicom(data: bytes) -> None:
     assert _problem(read_dicom(data, "x", limits=LIMITS)).code == ProblemCode.NOT_DICOM
 

@@ -240,4 +240,3 @@ def test_every_file_pydicom_ships_is_accepted_or_refused_with_a_reason() -> None
         accounted |= {problem.name} if isinstance(problem, FileProblem) else set(problem.names)
     assert accounted == {str(p) for p in paths}
     assert any(isinstance(f, FileProblem) for f in files) and any(not isinstance(f, FileProblem) for f in files)
-
