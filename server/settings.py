@@ -76,10 +76,14 @@ class Settings(BaseSettings):
     upload_max_files: int = 5000
     zip_max_ratio: float = 200.0  # uncompressed/compressed, per member and in total (zip bombs)
     zip_max_uncompressed_bytes: int = 4 * 1024**3
+    dicom_max_file_bytes: int = 2 * 1024**3
+    dicom_max_decoded_bytes: int = 2 * 1024**3  # pixels of one file once decoded
     dicom_max_pixels_per_frame: int = 4096 * 4096  # a 65535x65535 header is refused before decoding
     dicom_max_frames: int = 5000
     dicom_max_nesting_depth: int = 16
     volume_max_gap_factor: float = 2.5  # a gap above this many slice spacings is refused, below it resampled
+    volume_max_gap_mm: float = 5.0
+    volume_max_voxels: int = 1024**3
     deid_secret: str = ""  # per-install key for consistent UID remapping; empty: derived from secret_key
     slice_cache_bytes: int = 64 * 1024**2
     model_max_faces: int = 2_000_000

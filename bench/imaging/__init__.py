@@ -87,7 +87,7 @@ def build_results(measured: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
         row = {name: value_of(m) for name, m in measured.items()}
         row = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items() if v is not None}
         for peer, key in (("vtk", "ratio"), ("scikit_image", "ratio_scikit_image")):
-            if peer in row and "trinity" in row:
+            if peer in row and "trinity" in row and not isinstance(row["trinity"], bool):
                 row[key] = round(row["trinity"] / row[peer], 3) if row[peer] else None
         figures[figure] = row
 
@@ -102,6 +102,7 @@ def build_results(measured: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
     add("faces_extracted", lambda m: m.get("faces_extracted"))
     add("faces_final", lambda m: m.get("faces_final"))
     add("glb_bytes", lambda m: m.get("glb_bytes"))
+    add("watertight", lambda m: m.get("watertight"))
     return figures
 
 
@@ -122,6 +123,7 @@ def print_table(measured: dict[str, dict[str, Any]]) -> None:
                 cells.append(f"{'-':>24}")
         print(f"{step:<10}" + "".join(f"{c:>24}" for c in cells))
     print(f"{'baseline':<10}" + "".join(f"{measured[n]['baseline_mib']:>24.0f}" for n in names))
+    print(f"{'watertight':<10}" + "".join(f"{measured[n].get('watertight', '-')!s:>24}" for n in names))
     print(f"{'faces':<10}" + "".join(f"{measured[n].get('faces_extracted', 0):>14}->{measured[n].get('faces_final', '-')!s:>8}" for n in names))
     if "trinity" in measured and "vtk" in measured:
         t, v = measured["trinity"], measured["vtk"]

@@ -113,14 +113,15 @@ def trinity(args: argparse.Namespace, defaults: bool = False) -> dict[str, Any]:
     mesh = meter.step("surface", lambda: mask_to_mesh(mask.image))
     extracted = len(mesh.faces)
     mesh = meter.step("smooth", lambda: smooth(mesh, iterations=20, pass_band=0.01))
-    mesh = meter.step("decimate", lambda: decimate(mesh, round(extracted * (1 - args.reduction))))
+    notes: list[str] = []
+    mesh = meter.step("decimate", lambda: decimate(mesh, round(extracted * (1 - args.reduction)), notes=notes))
 
     def export() -> bytes:
         require_watertight(mesh)
         return to_glb(mesh)
 
     glb = meter.step("export", export)
-    report = measure(mesh)
+    report = measure(mesh, notes)
     return {
         "meter": meter,
         "faces_extracted": extracted,
@@ -130,6 +131,7 @@ def trinity(args: argparse.Namespace, defaults: bool = False) -> dict[str, Any]:
         "bone_voxels": mask.report.voxels,
         "components_found": mask.report.components_found,
         "volume_mm3": report.volume_mm3,
+        "decimation_notes": len(report.notes),
     }
 
 
@@ -218,7 +220,23 @@ def vtk(args: argparse.Namespace) -> dict[str, Any]:
     poly = meter.step("smooth", lambda: windowed_sinc(poly))
     poly = meter.step("decimate", lambda: quadric(poly))
     size = meter.step("export", lambda: export(poly))
-    return {"meter": meter, "faces_extracted": extracted, "faces_final": poly.GetNumberOfCells(), "glb_bytes": size}
+    return {
+        "meter": meter,
+        "faces_extracted": extracted,
+        "faces_final": poly.GetNumberOfCells(),
+        "glb_bytes": size,
+        "watertight": _vtk_watertight(poly),  # after the timed steps: VTK's pipeline does not check
+    }
+
+
+def _vtk_watertight(poly: Any) -> bool:
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    from server.imaging.mesh import Mesh, is_watertight
+
+    points = vtk_to_numpy(poly.GetPoints().GetData()).astype(np.float64)
+    faces = vtk_to_numpy(poly.GetPolys().GetConnectivityArray()).reshape(-1, 3).astype(np.int32)
+    return is_watertight(Mesh(points, faces))
 
 
 def scikit_image(args: argparse.Namespace) -> dict[str, Any]:

@@ -178,7 +178,7 @@ async def upload_mesh(
 ) -> dict[str, Any]:
     """One mesh file (STL, OBJ, PLY, GLB, 3MF) as multipart/form-data: checked against the limits and
     parsed before anything is stored; a new model of the case (shown in `room_id` if given)."""
-    from server.imaging.api import job_room, owning_site_writer
+    from server.imaging.deps import job_room, owning_site_writer
 
     settings = request.app.state.settings
 

@@ -48,8 +48,9 @@ def from_arrays(vertices: np.ndarray, faces: np.ndarray) -> manifold3d.Manifold:
 
 
 def to_trimesh(solid: manifold3d.Manifold) -> trimesh.Trimesh:
+    """Copies: manifold3d hands out read-only views, which numpy-taking libraries refuse."""
     out = solid.to_mesh64()
-    return make_mesh(np.asarray(out.vert_properties)[:, :3], np.asarray(out.tri_verts))
+    return make_mesh(np.array(out.vert_properties[:, :3], dtype=np.float64), np.array(out.tri_verts, dtype=np.int64))
 
 
 def require_nonempty(solid: manifold3d.Manifold, what: str) -> manifold3d.Manifold:

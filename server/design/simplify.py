@@ -25,6 +25,7 @@ from server.design.repair import compact, repair_mesh
 # fast-simplification keeps the mesh being simplified in module globals: one call at a time per process
 _SIMPLIFY_LOCK = threading.Lock()
 MAX_REPAIRED_HOLE_EDGES = 64
+REMESH_ATTEMPTS = 6
 
 
 def decimate(mesh: trimesh.Trimesh, target_faces: int, *, aggressiveness: float = 7.0) -> MeshResult:
@@ -98,17 +99,26 @@ def smooth(mesh: trimesh.Trimesh, *, iterations: int = 10, lambda_: float = 0.5,
 
 
 def remesh(mesh: trimesh.Trimesh, *, max_edge_mm: float) -> MeshResult:
-    """Split edges until none is longer than `max_edge_mm` (manifold3d's refine: flat, shape kept)."""
+    """Split edges until none is longer than `max_edge_mm` (manifold3d's refine: flat, shape kept).
+
+    manifold3d aims at "roughly" the length given and its interior edges can come out longer, so the
+    length asked is lowered until the longest edge fits."""
     if max_edge_mm <= 0:
         raise InvalidDesignParameters("max_edge_mm must be > 0", field="max_edge_mm")
     solid = to_manifold(mesh, "mesh")
-    refined = solid.refine_to_length(max_edge_mm)
-    out = to_trimesh(refined)
-    edge_lengths = np.asarray(out.edges_unique_length)
+    asked = max_edge_mm
+    for _attempt in range(REMESH_ATTEMPTS):
+        refined = solid.refine_to_length(asked)
+        out = to_trimesh(refined)
+        edge_lengths = np.asarray(out.edges_unique_length)
+        if edge_lengths.max(initial=0.0) <= max_edge_mm:
+            break
+        asked *= 0.95 * max_edge_mm / float(edge_lengths.max())
     report = {
         "faces_before": len(mesh.faces),
         **solid_report(refined),
         "max_edge_mm": round(float(edge_lengths.max(initial=0.0)), 6),
         "mean_edge_mm": round(float(edge_lengths.mean()) if len(edge_lengths) else 0.0, 6),
+        "length_asked_mm": round(asked, 6),
     }
     return MeshResult(meshes={"remeshed": out}, report=report)

@@ -12,59 +12,23 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from server.artifacts import store as artifacts
 from server.cases.api import require_case
 from server.cases.models import Case
 from server.core import audit
-from server.core.auth import Principal, new_id
+from server.core.auth import new_id
 from server.core.errors import Forbidden, Invalid, NotFound, TrinityError
-from server.core.jobs import JobSpec, JobView
+from server.core.jobs import JobView
 from server.deps import CurrentPrincipal, SessionDep, client_ip
 from server.imaging import repository as repo
+from server.imaging.deps import job_room, owning_site_writer, submit_job
 from server.imaging.models import IngestReport
 from server.imaging.slice_service import geometry_of, plane_layouts, render_slice
 from server.imaging.uploads import spool_multipart
-from server.rooms import repository as rooms
 
 router = APIRouter(prefix="/api/cases/{case_id}/imaging", tags=["imaging"])
-WRITE_ROLES = ("surgeon", "engineer", "radiologist", "admin")
-
-
-def owning_site_writer(db: Session, principal: Principal, case_id: str) -> Case:
-    case = require_case(db, principal, case_id)
-    if case.site_id != principal.site_id or principal.role not in WRITE_ROLES:
-        raise Forbidden("only the owning site's surgeons, engineers, radiologists and admins add images to a case")
-    return case
-
-
-def job_room(db: Session, principal: Principal, case_id: str, room_id: str | None) -> str | None:
-    """The room that sees a job's progress and result: the one asked for (it must show this case and the
-    caller must be a participant), else the caller's latest open room on the case, else none."""
-    if room_id:
-        room, role = rooms.require_member(db, room_id, principal)
-        if room.case_id != case_id:
-            raise Invalid("that room does not show this case")
-        if role == "observer":
-            raise Forbidden("observers cannot start jobs")
-        return room.id
-    for room, role in rooms.list_my_rooms(db, principal):
-        if room.case_id == case_id and role != "observer":
-            return room.id
-    return None
-
-
-async def submit_job(
-    request: Request,
-    principal: Principal,
-    kind: str,
-    params: dict[str, Any],
-    room_id: str | None,
-    key: str | None = None,
-) -> JobView:
-    spec = JobSpec(kind=kind, params=params, submitted_by=principal.user_id, room_id=room_id, idempotency_key=key)
-    return await request.app.state.jobs.submit(spec)  # type: ignore[no-any-return]
 
 
 @router.post("/uploads", status_code=202)
@@ -356,3 +320,47 @@ async def pacs_pull(case_id: str, body: PacsPull, principal: CurrentPrincipal, r
 class PacsUnavailable(TrinityError):
     status = 502
     code = "pacs_unavailable"
+
+
+@router.post("/labelmaps", status_code=202)
+async def upload_label_map(
+    case_id: str,
+    principal: CurrentPrincipal,
+    request: Request,
+    room_id: str | None = None,
+    label: int | None = Query(default=None, ge=0, description="the label value to model; default every nonzero"),
+    name: str = Query(default="Segmentation", min_length=1, max_length=200),
+    target_faces: int | None = Query(default=None, ge=1000),
+) -> JobView:
+    """A label map made elsewhere (3D Slicer's NRRD or NIfTI), one file as multipart/form-data, turned into
+    a model by a job, instead of thresholding a series here."""
+    settings = request.app.state.settings
+    faces = target_faces or settings.model_default_faces
+    if faces > settings.model_max_faces:
+        raise Invalid(f"target_faces is above the limit of {settings.model_max_faces}")
+
+    def check() -> tuple[Case, str | None]:
+        with request.app.state.db.session() as db:
+            case = owning_site_writer(db, principal, case_id)
+            return case, job_room(db, principal, case_id, room_id)
+
+    case, room = await request.app.state.db.run_read(check)
+    folder = settings.spool_dir / new_id()
+    parts = await spool_multipart(
+        request.headers.get("content-type", ""),
+        request.stream(),
+        folder,
+        max_bytes=settings.upload_max_bytes,
+        max_files=1,
+    )
+    params = {
+        "case_id": case.id,
+        "site_id": case.site_id,
+        "path": str(parts[0].path),
+        "filename": parts[0].name,
+        "label": label,
+        "name": name,
+        "target_faces": faces,
+        "lineage_id": f"labelmap-{folder.name[:12]}",
+    }
+    return await submit_job(request, principal, "imaging.labelmap_model", params, room)

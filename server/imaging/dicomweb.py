@@ -237,7 +237,7 @@ async def store_instances(case_id: str, principal: CurrentPrincipal, request: Re
     """STOW-RS: the parts are spooled and ingested like an upload (validated, de-identified); the answer
     lists every stored instance (by its de-identified UID) and every failure. 200 all stored, 202 some
     failed, 409 none stored."""
-    from server.imaging.api import job_room, owning_site_writer, submit_job
+    from server.imaging.deps import job_room, owning_site_writer, submit_job
     from server.imaging.models import IngestReport
     from server.imaging.uploads import spool_multipart
 

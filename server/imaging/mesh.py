@@ -90,63 +90,6 @@ def concatenate(meshes: Sequence[Mesh]) -> Mesh:
     )
 
 
-def separate_touching_sheets(mesh: Mesh) -> Mesh | None:
-    """Make a closed mesh edge- and vertex-manifold where sheets touch along an edge or at a vertex
-    (a tunnel pinched by decimation): each directed half-edge is paired with a reverse one (around an
-    edge of four or more faces, with its neighbour on the solid side), and every vertex is split into
-    one copy per fan of corners the pairing connects. The triangles are unchanged, so are volume and
-    shape; touching sheets get their own, coincident vertices. None if some edge is used more often
-    in one direction than in the other (a hole, a flip)."""
-    faces = mesh.faces.astype(np.int64)
-    faces = faces[(faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 2] != faces[:, 0])]
-    n, corners = len(mesh.vertices_lps), 3 * len(faces)
-    start, end = faces.ravel(), faces[:, [1, 2, 0]].ravel()  # half-edge h runs from corner h
-    keys = start * n + end
-    forward, backward = np.argsort(keys, kind="stable"), np.argsort(end * n + start, kind="stable")
-    sorted_keys = keys[forward]
-    if not np.array_equal(sorted_keys, (end * n + start)[backward]):
-        return None
-    twin = np.empty(corners, dtype=np.int64)
-    twin[forward] = backward  # the k-th a→b with the k-th b→a; fixed below where k > 1
-    after = np.arange(corners) + np.tile([1, 1, -2], len(faces))  # the corner a half-edge ends at
-    opposite = np.arange(corners) + np.tile([2, -1, -1], len(faces))  # the face's third corner
-    repeated = np.flatnonzero((sorted_keys[1:] == sorted_keys[:-1]) & (start[forward[1:]] < end[forward[1:]]))
-    for key in np.unique(sorted_keys[repeated + 1]):
-        a, b = divmod(int(key), n)
-        outs = forward[np.searchsorted(sorted_keys, key) : np.searchsorted(sorted_keys, key, side="right")]
-        back = b * n + a
-        ins = forward[np.searchsorted(sorted_keys, back) : np.searchsorted(sorted_keys, back, side="right")]
-        _pair_around_edge(mesh.vertices_lps, a, b, outs, ins, start[opposite], twin)
-    rows = np.concatenate([np.arange(corners), after])  # corners at a joined; corners at b joined
-    cols = np.concatenate([after[twin], twin])
-    graph = sparse.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(corners, corners))
-    _, fan = connected_components(graph, directed=False)
-    first_corner = np.zeros(fan.max() + 1, dtype=np.int64)
-    first_corner[fan[::-1]] = np.arange(corners)[::-1]  # the lowest corner of each fan
-    return Mesh(mesh.vertices_lps[start[first_corner]], fan.reshape(-1, 3).astype(np.int32))
-
-
-def _pair_around_edge(
-    vertices: np.ndarray, a: int, b: int, outs: np.ndarray, ins: np.ndarray, third: np.ndarray, twin: np.ndarray
-) -> None:
-    """Faces around edge a-b sorted by angle; an a→b face's outward normal turns towards increasing
-    angle, so the solid lies clockwise of it: its twin is its clockwise neighbour (a b→a face)."""
-    axis = vertices[b] - vertices[a]
-    axis /= np.linalg.norm(axis) or 1.0
-    half_edges = np.concatenate([outs, ins])
-    wings = vertices[third[half_edges]] - vertices[a]
-    wings -= np.outer(wings @ axis, axis)
-    u = wings[0] / (np.linalg.norm(wings[0]) or 1.0)
-    angle = np.arctan2(wings @ np.cross(axis, u), wings @ u)
-    ring = half_edges[np.argsort(angle, kind="stable")]
-    is_out = np.isin(ring, outs)
-    if not np.all(is_out != np.roll(is_out, 1)):
-        return  # the faces do not alternate: keep the default pairing
-    for i in np.flatnonzero(is_out):
-        h, g = ring[i], ring[i - 1]
-        twin[h], twin[g] = g, h
-
-
 def measure(mesh: Mesh, notes: Sequence[str] = ()) -> SurfaceReport:
     v, f = mesh.vertices_lps, mesh.faces
     components, _ = vertex_components(mesh)

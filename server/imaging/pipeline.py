@@ -15,7 +15,7 @@ import SimpleITK as sitk
 
 from server.design.meshes import export_mesh, make_mesh
 from server.imaging.mesh_files import to_3mf, to_glb, to_stl
-from server.imaging.segment import SegmentationParams, segment
+from server.imaging.segment import Mask, SegmentationParams, segment
 from server.imaging.surface import Mesh, Surface, SurfaceParams, extract_surface
 
 
@@ -83,6 +83,19 @@ def build_model(
         fill_holes=params.fill_holes,
     )
     mask = segment(image, seg_params, lambda stage, f: report(0.4 * f, f"segmentation: {stage}"))
+    return model_from_mask(mask, params, report, name=name, formats=formats)
+
+
+def model_from_mask(
+    mask: Mask,
+    params: ModelParams,
+    progress: Progress | None = None,
+    *,
+    name: str = "model",
+    formats: tuple[str, ...] = tuple(EXPORTS),
+) -> Model:
+    """The surface half: a mask (thresholded here, or a label map made in 3D Slicer) to model files."""
+    report = progress or (lambda fraction, message: None)
     surface = extract_surface(
         mask,
         SurfaceParams(smoothing_iterations=params.smoothing_iterations, target_faces=params.target_faces),

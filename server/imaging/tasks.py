@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,19 @@ from server.settings import Settings
 
 def dicom_limits(settings: Settings) -> Limits:
     return Limits(
+        max_file_bytes=settings.dicom_max_file_bytes,
+        max_decoded_bytes=settings.dicom_max_decoded_bytes,
         max_pixels_per_frame=settings.dicom_max_pixels_per_frame,
         max_frames=settings.dicom_max_frames,
         max_nesting_depth=settings.dicom_max_nesting_depth,
+    )
+
+
+def volume_limits(settings: Settings) -> VolumeLimits:
+    return VolumeLimits(
+        max_gap_factor=settings.volume_max_gap_factor,
+        max_gap_mm=settings.volume_max_gap_mm,
+        max_voxels=settings.volume_max_voxels,
     )
 
 
@@ -168,7 +179,7 @@ def build_series_volume(
         )
         for r in rows
     ]
-    built, problems = volumes_from_files(files, limits=VolumeLimits(max_gap_factor=settings.volume_max_gap_factor))
+    built, problems = volumes_from_files(files, limits=volume_limits(settings))
     problem_lines = [
         {
             "name": getattr(p, "name", "") or f"series {series.number}",
@@ -230,7 +241,7 @@ def _store_volume(
                 "inputs": [
                     {"series_uid": series.series_uid, "series_id": series.id, "sha256": digest, "instances": instances}
                 ],
-                "parameters": {"max_gap_factor": worker_context.settings().volume_max_gap_factor},
+                "parameters": asdict(volume_limits(worker_context.settings())),
                 "libraries": libraries(),
                 "user": user,
                 "room_id": room_id,
@@ -261,7 +272,6 @@ def build_model_job(params: dict[str, Any], progress: Progress) -> dict[str, Any
         model_params = ModelParams.from_json(params)
         model = build_model(read_volume(volume), model_params, progress, name=params["name"])
         refs = {fmt: blobs.put_bytes(data, site_id=site_id) for fmt, data in model.files.items()}
-        report = model.surface.report
         with db.session() as session:
             existing = artifacts.add_version(
                 session,
@@ -271,17 +281,7 @@ def build_model_job(params: dict[str, Any], progress: Progress) -> dict[str, Any
                 kind="mesh",
                 name=params["name"],
                 files={fmt: {"sha256": r.sha256, "size": r.size} for fmt, r in refs.items()},
-                meta={
-                    "faces": report.faces,
-                    "vertices": report.vertices,
-                    "volume_mm3": report.volume_mm3,
-                    "area_mm2": report.area_mm2,
-                    "bbox_min_lps": report.bbox_min_lps,
-                    "bbox_max_lps": report.bbox_max_lps,
-                    "watertight": report.watertight,
-                    "components": report.components,
-                    "segmentation": model.segmentation,
-                },
+                meta=_mesh_meta(model) | {"segmentation": model.segmentation},
                 provenance={
                     "operation": "imaging.build_model",
                     "inputs": [{"artifact_id": volume.id, "sha256": volume.files["nrrd"]["sha256"]}],
@@ -296,6 +296,20 @@ def build_model_job(params: dict[str, Any], progress: Progress) -> dict[str, Any
                 artifact_id=artifact_id,
             )
     return model_result(existing)
+
+
+def _mesh_meta(model: Any) -> dict[str, Any]:
+    report = model.surface.report
+    return {
+        "faces": report.faces,
+        "vertices": report.vertices,
+        "volume_mm3": report.volume_mm3,
+        "area_mm2": report.area_mm2,
+        "bbox_min_lps": list(report.bbox_min_lps),
+        "bbox_max_lps": list(report.bbox_max_lps),
+        "watertight": report.watertight,
+        "components": report.components,
+    }
 
 
 def model_result(row: Artifact) -> dict[str, Any]:
@@ -318,3 +332,49 @@ def model_result(row: Artifact) -> dict[str, Any]:
             }
         ],
     }
+
+
+@job_kind("imaging.labelmap_model", timeout_s=3600)
+def labelmap_model_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """A label map made elsewhere (3D Slicer's NRRD or NIfTI) instead of thresholding: its surface."""
+    from server.imaging.pipeline import model_from_mask
+    from server.imaging.segment import load_label_map
+
+    db, blobs = worker_context.database(), worker_context.blobs()
+    job = worker_context.job()
+    artifact_id = f"{job['id']}-model" if job.get("id") else None
+    with db.session() as session:
+        existing = session.get(Artifact, artifact_id) if artifact_id else None
+    if existing is None:
+        path = Path(params["path"])
+        progress(0.05, "reading the label map")
+        mask = load_label_map(path.read_bytes(), params.get("label"))  # sniffed: the spool file has no suffix
+        model_params = ModelParams.from_json(params)
+        model = model_from_mask(mask, model_params, progress, name=params["name"])
+        source = blobs.put_file(path, site_id=params["site_id"])
+        refs = {fmt: blobs.put_bytes(data, site_id=params["site_id"]) for fmt, data in model.files.items()}
+        with db.session() as session:
+            existing = artifacts.add_version(
+                session,
+                case_id=params["case_id"],
+                site_id=params["site_id"],
+                lineage_id=params["lineage_id"],
+                kind="mesh",
+                name=params["name"],
+                files={f: {"sha256": r.sha256, "size": r.size} for f, r in refs.items()},
+                meta=_mesh_meta(model) | {"label_map": asdict(mask.report)},
+                provenance={
+                    "operation": "imaging.labelmap_model",
+                    "inputs": [{"filename": params["filename"], "sha256": source.sha256, "label": params.get("label")}],
+                    "parameters": model_params.as_json(),
+                    "libraries": libraries(),
+                    "user": job.get("submitted_by"),
+                    "room_id": job.get("room_id"),
+                    "job_id": job.get("id"),
+                },
+                created_by=str(job.get("submitted_by") or "system"),
+                room_id=job.get("room_id"),
+                artifact_id=artifact_id,
+            )
+        shutil.rmtree(path.parent, ignore_errors=True)
+    return model_result(existing)

@@ -14,7 +14,16 @@ import trimesh
 
 from server.rooms.client import RoomClient
 from tests.support.imaging_flow import create_case, upload, wait_job, zip_folder
-from tests.support.phantoms import FAKE_PATIENT, Grid, deeply_nested_bytes, huge_declared_bytes, write_series
+from tests.support.phantoms import (
+    FAKE_PATIENT,
+    CtPhantom,
+    Cylinder,
+    Grid,
+    Sphere,
+    deeply_nested_bytes,
+    huge_declared_bytes,
+    write_series,
+)
 from tests.support.world import LiveServer, World
 
 PHI = [v for k, v in FAKE_PATIENT.items() if k not in ("PatientSex",)]
@@ -179,3 +188,90 @@ async def test_dicomweb_stow_qido_wado_round_trip(world: World, live: LiveServer
         assert len(frame.content) > 16 * 20 * 2  # one 16x20 frame of 16-bit pixels, plus the multipart framing
         missing = await http.get(f"{root}/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/frames/2")
         assert missing.status_code == 404
+
+
+async def test_provenance_walks_from_a_guide_back_to_the_ct_series(
+    world_sqlite: World, live_sqlite: LiveServer, tmp_path: Path
+) -> None:
+    centre = (0.0, 0.0, 50.0)
+    bone = Sphere(centre, 12.0)
+    phantom = CtPhantom(shapes=(bone,), body=Cylinder(centre, (0.0, 0.0, 1.0), 20.0, 30.0))
+    written = write_series(
+        tmp_path / "ct", phantom, Grid(rows=40, columns=40, slice_count=34, slice_step_mm=1.0, centre_lps=centre)
+    )
+    async with live_sqlite.http(world_sqlite["surgeon"]) as http:
+        case_id = await create_case(http)
+        room = (await http.post("/api/rooms", json={"kind": "consultation", "title": "G", "case_id": case_id})).json()
+        job = await wait_job(
+            http,
+            (await upload(http, case_id, [(p.name, p.read_bytes()) for p in written.paths], room["id"]))["job"]["id"],
+        )
+        assert job["state"] == "succeeded", job["error"]
+        series_id = (await http.get(f"/api/cases/{case_id}/imaging/series")).json()[0]["id"]
+        built = await wait_job(
+            http,
+            (
+                await http.post(
+                    f"/api/cases/{case_id}/imaging/series/{series_id}/models",
+                    json={"name": "Sphere", "room_id": room["id"]},
+                )
+            ).json()["id"],
+        )
+        assert built["state"] == "succeeded", built["error"]
+        guide_job = await http.post(
+            f"/api/rooms/{room['id']}/design/guide",
+            json={
+                "inputs": {"bone": built["result"]["artifact_id"]},
+                "parameters": {
+                    "region": {"center_lps": [12.0, 0.0, 50.0], "radius_mm": 8.0},
+                    "resolution_mm": 0.5,
+                    "trajectories": [
+                        {"entry_lps": [12.0, 0.0, 50.0], "target_lps": [0.0, 0.0, 50.0], "diameter_mm": 2.0}
+                    ],
+                },
+            },
+        )
+        assert guide_job.status_code == 202, guide_job.text
+        guide = await wait_job(http, guide_job.json()["id"], timeout_s=300)
+        assert guide["state"] == "succeeded", guide["error"]
+        guide_id = guide["result"]["outputs"]["guide"]["artifact_id"]
+        exported = (await http.get(f"/api/artifacts/{guide_id}/provenance")).json()
+        kinds = [a["kind"] for a in exported["chain"]]
+        assert kinds == ["guide", "mesh", "volume"]
+        source = exported["chain"][-1]["provenance"]["inputs"][0]
+        assert source["series_id"] == series_id and source["instances"] == 34
+        assert exported["chain"][0]["provenance"]["library_versions"]["manifold3d"]
+
+
+async def test_a_label_map_made_elsewhere_becomes_a_model(
+    world_sqlite: World, live_sqlite: LiveServer, tmp_path: Path
+) -> None:
+    import SimpleITK as sitk
+
+    labels = np.zeros((30, 30, 30), dtype=np.uint8)
+    zz, yy, xx = np.mgrid[:30, :30, :30]
+    labels[(xx - 15) ** 2 + (yy - 15) ** 2 + (zz - 15) ** 2 <= 8**2] = 3
+    image = sitk.GetImageFromArray(labels)
+    image.SetSpacing((1.0, 1.0, 1.0))
+    image.SetOrigin((-10.0, 20.0, 5.0))
+    sitk.WriteImage(image, str(tmp_path / "seg.nrrd"))
+    async with live_sqlite.http(world_sqlite["engineer"]) as http:
+        case_id = await create_case(http)
+        started = await http.post(
+            f"/api/cases/{case_id}/imaging/labelmaps",
+            params={"label": 3, "name": "Tumour"},
+            files=[("file", ("seg.nrrd", (tmp_path / "seg.nrrd").read_bytes()))],
+        )
+        assert started.status_code == 202, started.text
+        job = await wait_job(http, started.json()["id"])
+        assert job["state"] == "succeeded", job["error"]
+        meta = job["result"]["meta"]
+        assert meta["watertight"] and abs(meta["volume_mm3"] - 4 / 3 * np.pi * 8**3) / (4 / 3 * np.pi * 8**3) < 0.05
+        assert np.allclose(meta["bbox_min_lps"], [-3.0, 27.0, 12.0], atol=1.0)  # geometry from the file
+        wrong = await http.post(
+            f"/api/cases/{case_id}/imaging/labelmaps",
+            params={"label": 9},
+            files=[("file", ("seg.nrrd", (tmp_path / "seg.nrrd").read_bytes()))],
+        )
+        failed = await wait_job(http, wrong.json()["id"])
+        assert failed["state"] == "failed" and "label 9 not in the label map" in failed["error"]
