@@ -72,7 +72,7 @@ def body_limit(settings: Settings, path: str) -> int:
 
 def make_job_runner(settings: Settings, db: Database, hubs: Hubs, effects: JobEffects) -> JobRunner:
     if settings.job_runner == "celery":
-        from server.core.jobs_celery import make_celery_runner  # Celery is imported only when used
+        from server.core.celery_runner import make_celery_runner  # Celery is imported only when used
 
         return make_celery_runner(settings, db, hubs.publish)
 

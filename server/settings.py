@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     job_max_retries: int = 3  # retryable failures (RetryableJobError, database or Redis unreachable)
     job_retry_backoff_s: float = 2.0  # first retry after this, doubling each time
 
+    job_unsent_sweep_s: float = 30.0  # a job stored but never sent to Celery (instance died) is sent after this
     job_effects_poll_s: float = 1.0  # how often finished jobs' room effects (new models) are looked for
 
     # Imaging: uploads, validation limits, de-identification, DICOM networking

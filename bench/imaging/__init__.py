@@ -1,4 +1,4 @@
-"""Imaging benchmark: a 512×512×300 synthetic head CT (bench/imaging/phantom.py) through volume →
+"""Imaging benchmark: a 512x512x300 synthetic head CT (bench/imaging/phantom.py) through volume →
 bone mask → surface → smoothing → decimation → GLB, each step timed and its peak memory measured,
 against VTK's pipeline and scikit-image's marching cubes on the same volume, in the same run:
 
@@ -99,6 +99,7 @@ def build_results(measured: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
     add("peak_mib", lambda m: m["peak_mib"])
     add("baseline_mib", lambda m: m["baseline_mib"])
     add("peak_above_baseline_mib", lambda m: m["peak_above_baseline_mib"])
+    add("peak_after_volume_above_baseline_mib", _after_volume_above_baseline)
     add("faces_extracted", lambda m: m.get("faces_extracted"))
     add("faces_final", lambda m: m.get("faces_final"))
     add("glb_bytes", lambda m: m.get("glb_bytes"))
@@ -106,36 +107,51 @@ def build_results(measured: dict[str, dict[str, Any]]) -> dict[str, dict[str, An
     return figures
 
 
+def _cell(seconds: float, peak_mib: float, above_mib: float) -> str:
+    return f"{seconds:>7.2f} {peak_mib:>8.0f} {f'(+{above_mib:.0f})':>7}"
+
+
+def _after_volume_above_baseline(m: dict[str, Any]) -> float:
+    return max(s["peak_mib"] for k, s in m["steps"].items() if k != "volume") - m["baseline_mib"]
+
+
 def print_table(measured: dict[str, dict[str, Any]]) -> None:
     names = list(measured)
     print(f"\n{'step':<10}" + "".join(f"{n:>24}" for n in names))
-    print(f"{'':<10}" + "".join(f"{'s':>10}{'peak MiB (+base)':>14}" for _ in names))
+    print(f"{'':<10}" + "".join(f"{'s':>7} {'peak MiB (+base)':>16}" for _ in names))
     for step in (*STEPS, "total"):
         cells = []
         for name in names:
             m = measured[name]
             if step == "total":
-                cells.append(f"{m['total_s']:>10.2f}{m['peak_mib']:>8.0f} (+{m['peak_above_baseline_mib']:.0f})")
+                cells.append(_cell(m["total_s"], m["peak_mib"], m["peak_above_baseline_mib"]))
             elif step in m["steps"]:
                 s = m["steps"][step]
-                cells.append(f"{s['s']:>10.2f}{s['peak_mib']:>8.0f} (+{s['peak_mib'] - m['baseline_mib']:.0f})")
+                cells.append(_cell(s["s"], s["peak_mib"], s["peak_mib"] - m["baseline_mib"]))
             else:
                 cells.append(f"{'-':>24}")
         print(f"{step:<10}" + "".join(f"{c:>24}" for c in cells))
     print(f"{'baseline':<10}" + "".join(f"{measured[n]['baseline_mib']:>24.0f}" for n in names))
     print(f"{'watertight':<10}" + "".join(f"{measured[n].get('watertight', '-')!s:>24}" for n in names))
-    print(f"{'faces':<10}" + "".join(f"{measured[n].get('faces_extracted', 0):>14}->{measured[n].get('faces_final', '-')!s:>8}" for n in names))
+    print(
+        f"{'faces':<10}"
+        + "".join(
+            f"{measured[n].get('faces_extracted', 0):>14}->{measured[n].get('faces_final', '-')!s:>8}" for n in names
+        )
+    )
     if "trinity" in measured and "vtk" in measured:
         t, v = measured["trinity"], measured["vtk"]
         ratio = t["total_s"] / v["total_s"]
         print(f"\n  target: trinity total within {TIME_TARGET}x of vtk: {ratio <= TIME_TARGET} ({ratio:.2f}x)")
-    if "trinity" in measured:
-        for name in ("trinity", "trinity_default"):
-            if name in measured:
-                above = measured[name]["peak_above_baseline_mib"]
-                ok = above <= MEMORY_TARGET_MIB
-                print(f"  target: {name} peak above baseline <= {MEMORY_TARGET_MIB:.0f} MiB: {ok} ({above:.0f} MiB; "
-                      f"absolute {measured[name]['peak_mib']:.0f} MiB)")
+    for name in ("trinity", "trinity_default"):
+        if name in measured:
+            m = measured[name]
+            whole, after = m["peak_above_baseline_mib"], _after_volume_above_baseline(m)
+            print(
+                f"  target: {name} peak above baseline <= {MEMORY_TARGET_MIB:.0f} MiB: whole pipeline "
+                f"{whole <= MEMORY_TARGET_MIB} ({whole:.0f} MiB, absolute {m['peak_mib']:.0f}); mask to GLB "
+                f"{after <= MEMORY_TARGET_MIB} ({after:.0f} MiB, absolute {after + m['baseline_mib']:.0f})"
+            )
     print()
 
 
@@ -154,8 +170,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             dicom = workdir / "dicom"
             write_dicom_series(volume, dicom)
         del volume
-        print(f"[imaging] phantom written in {time.monotonic() - started:.0f}s "
-              f"({'DICOM series for Trinity' if dicom else 'array only'})", flush=True)
+        print(
+            f"[imaging] phantom written in {time.monotonic() - started:.0f}s "
+            f"({'DICOM series for Trinity' if dicom else 'array only'})",
+            flush=True,
+        )
         measured: dict[str, dict[str, Any]] = {}
         for name in args.pipelines:
             runs = [run_pipeline(name, workdir / "head.npy", dicom, args.reduction) for _ in range(args.repeat)]

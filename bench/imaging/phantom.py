@@ -1,7 +1,7 @@
-"""A synthetic head CT for the imaging benchmark: 512×512×300 int16 HU, 0.488×0.488×0.8 mm, axial,
+"""A synthetic head CT for the imaging benchmark: 512x512x300 int16 HU, 0.488x0.488x0.8 mm, axial,
 centred on LPS (0, 0, 0). A bumpy skull (outer and inner tables, diploe) closed by a skull base with
 a foramen magnum, so the brain is open to the outside in 3D; a mandible; cervical vertebrae with
-spongy bodies; soft tissue, brain and air; Gaussian noise (σ 30 HU). Bone is about 5 % of the
+spongy bodies; soft tissue, brain and air; Gaussian noise (sigma 30 HU). Bone is about 5 % of the
 voxels, as in a real head CT. Also writes it as an axial CT DICOM series (one file per slice).
 """
 
@@ -21,7 +21,9 @@ def origin_lps() -> tuple[float, float, float]:
     return (-half[0], -half[1], -half[2])
 
 
-def _ellipsoid(x: np.ndarray, y: np.ndarray, z: float, centre: tuple[float, float, float], axes: tuple[float, float, float]) -> np.ndarray:
+def _ellipsoid(
+    x: np.ndarray, y: np.ndarray, z: float, centre: tuple[float, float, float], axes: tuple[float, float, float]
+) -> np.ndarray:
     return ((x - centre[0]) / axes[0]) ** 2 + ((y - centre[1]) / axes[1]) ** 2 + ((z - centre[2]) / axes[2]) ** 2
 
 

@@ -245,7 +245,7 @@ def scikit_image(args: argparse.Namespace) -> dict[str, Any]:
     meter = Meter()
     volume = meter.step("volume", lambda: np.load(args.npy))
     mask = meter.step("mask", lambda: ((volume >= HU_RANGE[0]) & (volume <= HU_RANGE[1])).view(np.uint8))
-    verts, faces, _, _ = meter.step("surface", lambda: marching_cubes(mask, 0.5, spacing=SPACING_MM[::-1]))
+    _, faces, _, _ = meter.step("surface", lambda: marching_cubes(mask, 0.5, spacing=SPACING_MM[::-1]))
     return {"meter": meter, "faces_extracted": len(faces)}
 
 

@@ -4,7 +4,7 @@ A job kind is a plain function `fn(params, progress) -> result` registered by na
 worker process, reports progress through `progress(fraction, message)`, and returns a JSON-able
 result. The runner records every state change in the jobs table and publishes it into the job's room
 as an ephemeral `job` frame. `LocalJobRunner` (embedded, `make run`) runs each job in its own process;
-`CeleryJobRunner` (jobs_celery.py, TRINITY_JOB_RUNNER=celery) hands them to Celery workers.
+`CeleryJobRunner` (celery_runner.py, TRINITY_JOB_RUNNER=celery) hands them to Celery workers.
 """
 
 from __future__ import annotations

@@ -24,13 +24,10 @@ Time limits: soft = JobKind.timeout_s (the job fails "timed out"), hard = soft +
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -45,21 +42,18 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.core import worker_context
 from server.core.bus_redis import STREAM_MAXLEN, stream_key
-from server.core.db import Database, now_ms
-from server.core.errors import Conflict, Invalid
+from server.core.db import Database
 from server.core.job_lease import JobLease, Superseded
 from server.core.job_store import (
     PROGRESS_WRITE_EVERY_S,
     JobRecord,
     finish_changes,
-    insert_job,
     job_frame,
     load_job,
     start_changes,
-    to_view,
     update_job_if,
 )
-from server.core.jobs import REGISTRY, TERMINAL_STATES, CancelledByUser, JobSpec, JobView, Publish, RetryableJobError
+from server.core.jobs import REGISTRY, TERMINAL_STATES, CancelledByUser, RetryableJobError
 from server.rooms.frames import dumps
 from server.settings import Settings
 
@@ -68,6 +62,7 @@ T = TypeVar("T")
 
 TASK_NAME = "trinity.run_job"
 HARD_LIMIT_GRACE_S = 30.0  # after the soft limit, the job has this long to stop before its process is killed
+
 CANCEL_SIGNAL = "SIGKILL"  # a cancelled job's pool process is killed: no job code runs after a cancel
 RETRYABLE = (RetryableJobError, OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
 ACTIVE_STATES = ("queued", "running")
@@ -297,100 +292,3 @@ def _run(task: JobTask, ctx: _Worker, job_id: str, failures: int) -> str:
 
 
 # ---- in the app -------------------------------------------------------------------------------------
-class CeleryJobRunner:
-    """The JobRunner of the app instances when the jobs run on Celery workers."""
-
-    def __init__(self, *, settings: Settings, db: Database, publish: Publish, celery: Celery | None = None) -> None:
-        self.settings = settings
-        self.db = db
-        self.publish = publish
-        self.celery = celery or make_celery_app(settings)
-        self._broker = ThreadPoolExecutor(max_workers=4, thread_name_prefix="celery-client")
-
-    async def start(self) -> None:
-        return None  # the broker holds the queue; jobs of a dead worker come back by themselves
-
-    async def close(self) -> None:
-        self._broker.shutdown(wait=True)
-        self.celery.close()
-
-    async def _on_broker(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._broker, fn, *args)
-
-    # ---- the JobRunner interface ----------------------------------------------------------------
-    async def submit(self, spec: JobSpec) -> JobView:
-        kind = REGISTRY.get(spec.kind)
-        if kind is None:
-            raise Invalid(f"unknown job kind {spec.kind!r}")
-        record, created = await self.db.run_write(self._insert, spec)
-        if created:
-            await self._announce(record)
-            try:
-                await self._on_broker(self._send, record.id, kind.timeout_s)
-            except Exception as exc:
-                log.exception("could not queue job %s", record.id)
-                failed = await self.db.run_write(
-                    self._update_if, record.id, finish_changes(("error", f"could not queue the job: {exc}"))
-                )
-                if failed is not None:
-                    record = failed
-                    await self._announce(record)
-        return to_view(record)
-
-    async def get(self, job_id: str) -> JobView:
-        return to_view(await self.db.run_read(self._load, job_id))
-
-    async def cancel(self, job_id: str, by: str) -> JobView:
-        record = await self.db.run_read(self._load, job_id)
-        if record.state in TERMINAL_STATES:
-            raise Conflict(f"job is already {record.state}")
-        changes = {
-            "cancel_requested": True,
-            "state": "cancelled",
-            "message": f"cancelled by {by}",
-            "finished_at_ms": now_ms(),
-        }
-        cancelled = await self.db.run_write(self._update_if, job_id, changes)
-        if cancelled is None:
-            record = await self.db.run_read(self._load, job_id)
-            raise Conflict(f"job is already {record.state}")
-        try:
-            await self._on_broker(self._revoke, job_id)
-        except Exception as exc:  # the run still stops at its next progress report (its writes are fenced)
-            log.warning("could not revoke job %s: %s", job_id, exc)
-        await self._announce(cancelled)
-        return to_view(cancelled)
-
-    # ---- helpers --------------------------------------------------------------------------------
-    def _send(self, job_id: str, timeout_s: float) -> None:
-        self.celery.send_task(
-            TASK_NAME,
-            args=[job_id],
-            task_id=job_id,
-            queue=self.settings.job_queue,
-            soft_time_limit=timeout_s,
-            time_limit=timeout_s + HARD_LIMIT_GRACE_S,
-        )
-
-    def _revoke(self, job_id: str) -> None:
-        self.celery.control.revoke(job_id, terminate=True, signal=CANCEL_SIGNAL)
-
-    def _insert(self, spec: JobSpec) -> tuple[JobRecord, bool]:
-        with self.db.session() as db:
-            return insert_job(db, spec)
-
-    def _load(self, job_id: str) -> JobRecord:
-        with self.db.session() as db:
-            return load_job(db, job_id)
-
-    def _update_if(self, job_id: str, changes: dict[str, Any]) -> JobRecord | None:
-        with self.db.session() as db:
-            return update_job_if(db, job_id, changes, states=ACTIVE_STATES)
-
-    async def _announce(self, record: JobRecord) -> None:
-        if record.room_id:
-            await self.publish(record.room_id, job_frame(record))
-
-
-def make_celery_runner(settings: Settings, db: Database, publish: Publish) -> CeleryJobRunner:
-    return CeleryJobRunner(settings=settings, db=db, publish=publish)

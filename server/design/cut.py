@@ -6,35 +6,35 @@ capped slice can leave open meshes. The pieces' volumes add up to the input's to
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import manifold3d
 import numpy as np
 import trimesh
 
 from server.design.errors import EmptyResult, InvalidDesignParameters
-from server.design.manifolds import require_nonempty, solid_report, to_manifold, to_trimesh
+from server.design.manifolds import require_nonempty, solid_report, to_manifold_measured, to_trimesh
 from server.design.meshes import MeshResult
 from server.design.params import Plane
 
 
 def plane_cut(mesh: trimesh.Trimesh, plane: Plane) -> MeshResult:
     """Two capped pieces: `positive` (the side the normal points to) and `negative`."""
-    solid = to_manifold(mesh, "mesh")
+    solid, volume = to_manifold_measured(mesh, "mesh")
     positive, negative = solid.split_by_plane(plane.normal_lps, plane.offset_mm)
     for name, piece in (("positive", positive), ("negative", negative)):
         if piece.is_empty():
             raise EmptyResult(f"the plane misses the mesh: nothing on its {name} side", side=name)
         require_nonempty(piece, f"the {name} piece")
     pieces = {"positive": positive, "negative": negative}
-    volume = float(solid.volume())
+    figures = {name: solid_report(piece) for name, piece in pieces.items()}
+    # the cut faces appear once on each piece: the area the pieces gained, halved
+    cap_area = (sum(f["area_mm2"] for f in figures.values()) - float(solid.surface_area())) / 2
     return MeshResult(
         meshes={name: to_trimesh(piece) for name, piece in pieces.items()},
         report={
             "input": {"faces": int(solid.num_tri()), "volume_mm3": round(volume, 6)},
-            **{name: solid_report(piece) for name, piece in pieces.items()},
-            "cap_area_mm2": round(_cap_area(solid, pieces.values()), 6),
-            "volume_change_mm3": round(sum(float(p.volume()) for p in pieces.values()) - volume, 6) + 0.0,
+            **figures,
+            "cap_area_mm2": round(cap_area, 6),
+            "volume_change_mm3": round(sum(f["volume_mm3"] for f in figures.values()) - volume, 6) + 0.0,
         },
     )
 
@@ -45,7 +45,7 @@ def wedge_cut(mesh: trimesh.Trimesh, plane_a: Plane, plane_b: Plane) -> MeshResu
     Both are made against one convex cutter (a box bigger than the mesh, trimmed by the two planes), so
     the wedge and the remaining bone meet on exactly the same faces.
     """
-    solid = to_manifold(mesh, "mesh")
+    solid, volume = to_manifold_measured(mesh, "mesh")
     cutter = _half_space_cutter(solid, (plane_a, plane_b))
     if cutter.is_empty():
         raise InvalidDesignParameters("the two planes leave no wedge (their positive sides do not overlap)")
@@ -56,17 +56,17 @@ def wedge_cut(mesh: trimesh.Trimesh, plane_a: Plane, plane_b: Plane) -> MeshResu
         raise EmptyResult("the wedge takes the whole mesh")
     require_nonempty(wedge, "the wedge")
     require_nonempty(remaining, "the remaining bone")
-    volume = float(solid.volume())
+    figures = {"wedge": solid_report(wedge), "remaining": solid_report(remaining)}
     return MeshResult(
         meshes={"wedge": to_trimesh(wedge), "remaining": to_trimesh(remaining)},
         report={
             "input": {"faces": int(solid.num_tri()), "volume_mm3": round(volume, 6)},
-            "wedge": solid_report(wedge),
-            "remaining": {**solid_report(remaining), "components": len(remaining.decompose())},
+            "wedge": figures["wedge"],
+            "remaining": {**figures["remaining"], "components": len(remaining.decompose())},
             "angle_deg": round(
                 float(np.degrees(np.arccos(np.clip(-np.dot(plane_a.normal_lps, plane_b.normal_lps), -1, 1)))), 6
             ),
-            "volume_change_mm3": round(float(wedge.volume()) + float(remaining.volume()) - volume, 6) + 0.0,
+            "volume_change_mm3": round(sum(f["volume_mm3"] for f in figures.values()) - volume, 6) + 0.0,
         },
     )
 
@@ -78,9 +78,3 @@ def _half_space_cutter(solid: manifold3d.Manifold, planes: tuple[Plane, ...]) ->
     for plane in planes:
         box = box.trim_by_plane(plane.normal_lps, plane.offset_mm)
     return box
-
-
-def _cap_area(solid: manifold3d.Manifold, pieces: Iterable[manifold3d.Manifold]) -> float:
-    """The cut faces appear once on each piece: the area the pieces gained, halved."""
-    gained = sum(float(p.surface_area()) for p in pieces) - float(solid.surface_area())
-    return gained / 2.0

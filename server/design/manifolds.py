@@ -18,6 +18,11 @@ from server.design.meshes import make_mesh
 
 def to_manifold(mesh: trimesh.Trimesh, role: str = "mesh") -> manifold3d.Manifold:
     """A solid of positive volume, or MeshEmpty / MeshNotManifold / MeshInsideOut naming `role`."""
+    return to_manifold_measured(mesh, role)[0]
+
+
+def to_manifold_measured(mesh: trimesh.Trimesh, role: str = "mesh") -> tuple[manifold3d.Manifold, float]:
+    """`to_manifold` and the volume it checked (a pass over the mesh, not worth repeating)."""
     if len(mesh.faces) == 0:
         raise MeshEmpty(f"{role}: no triangles", role=role)
     solid = from_arrays(np.asarray(mesh.vertices), np.asarray(mesh.faces))
@@ -29,11 +34,10 @@ def to_manifold(mesh: trimesh.Trimesh, role: str = "mesh") -> manifold3d.Manifol
             role=role,
             status=status.name,
         )
-    if solid.volume() <= 0:
-        raise MeshInsideOut(
-            f"{role}: its normals point inwards (volume {solid.volume():.3f} mm³); repair it first", role=role
-        )
-    return solid
+    volume = float(solid.volume())
+    if volume <= 0:
+        raise MeshInsideOut(f"{role}: its normals point inwards (volume {volume:.3f} mm³); repair it first", role=role)
+    return solid, volume
 
 
 def from_arrays(vertices: np.ndarray, faces: np.ndarray) -> manifold3d.Manifold:

@@ -225,10 +225,18 @@ def _run(
     args: argparse.Namespace, operation: str, files: dict[str, Path], params: dict[str, Any], fmt: str = DEFAULT_FORMAT
 ) -> OperationRun:
     inputs = {
-        role: InputArtifact(artifact_id=str(path), data=path.read_bytes(), format=format_from_name(path.name))
+        role: InputArtifact(artifact_id=str(path), data=_read(path), format=format_from_name(path.name))
         for role, path in files.items()
     }
     return run_operation(operation, inputs, params, limits=MeshLimits(max_faces=args.max_faces), output_format=fmt)
+
+
+def _read(path: Path) -> bytes:
+    format_from_name(path.name)  # an unsupported name is the clearer error, before a missing file
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidDesignParameters(f"{path}: {exc.strerror}", field="input") from None
 
 
 def _finish(args: argparse.Namespace, run: OperationRun, paths: dict[str, Path]) -> int:

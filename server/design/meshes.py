@@ -106,14 +106,12 @@ def load_mesh(data: bytes, fmt: str, limits: MeshLimits | None = None) -> trimes
     sniffed = sniff_format(data)
     if sniffed is not None and sniffed != fmt:
         raise MeshFormatError(f"the content is {sniffed.upper()}, not {fmt.upper()}", format=fmt, content=sniffed)
-    file_type = _PRECHECKS[fmt](data, limits)
+    file_type, declared = _PRECHECKS[fmt](data, limits)
     try:
         loaded = trimesh.load(io.BytesIO(data), file_type=file_type, process=False)
-    except MeshEmpty:
-        raise
     except Exception as exc:  # trimesh's loaders raise anything from ValueError to KeyError on bad input
         raise MeshFormatError(f"not a readable {fmt.upper()} file: {exc}", format=fmt) from None
-    vertices, faces = _triangles_of(loaded, fmt)
+    vertices, faces = _triangles_of(loaded, fmt, declared)
     limits.check_faces(len(faces))
     if not np.isfinite(vertices).all():
         raise MeshFormatError("the file has non-finite vertex coordinates", format=fmt)
@@ -145,34 +143,35 @@ def weld(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return welded, index[faces]
 
 
-def _triangles_of(loaded: Any, fmt: str) -> tuple[np.ndarray, np.ndarray]:
+def _triangles_of(loaded: Any, fmt: str, declared: int) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(loaded, trimesh.Scene):
         parts = [g for g in loaded.dump() if isinstance(g, trimesh.Trimesh) and len(g.faces)]
-        if not parts:
-            raise MeshEmpty(f"the {fmt.upper()} file holds no triangle mesh", format=fmt)
-        loaded = trimesh.util.concatenate(parts)
+        loaded = trimesh.util.concatenate(parts) if parts else None
     if not isinstance(loaded, trimesh.Trimesh) or len(loaded.faces) == 0:
-        raise MeshEmpty(f"the {fmt.upper()} file holds no triangles", format=fmt)
+        # the precheck found triangles, the parser none: the file is broken, not empty
+        raise MeshFormatError(
+            f"none of the {declared} triangles the {fmt.upper()} file declares can be read", format=fmt
+        )
     return np.asarray(loaded.vertices, dtype=np.float64), np.asarray(loaded.faces, dtype=np.int64)
 
 
 # --- prechecks: cheap looks at the bytes that bound the size before trimesh parses everything ---------
 
 
-def _precheck_stl(data: bytes, limits: MeshLimits) -> str:
+def _precheck_stl(data: bytes, limits: MeshLimits) -> tuple[str, int]:
     claimed = struct.unpack_from("<I", data, 80)[0] if len(data) >= 84 else None
     if claimed is not None and len(data) == 84 + 50 * claimed:
         if claimed == 0:
             raise MeshEmpty("the binary STL has no triangles", format="stl")
         limits.check_faces(claimed, "the binary STL header")
-        return "stl"
+        return "stl", claimed
     head = data[:4096].lstrip().lower()
     if head.startswith(b"solid") and (b"facet" in head or b"endsolid" in head):
         facets = data.count(b"endfacet")
         if facets == 0:
             raise MeshEmpty("the ASCII STL has no facets", format="stl")
         limits.check_faces(facets, "the ASCII STL")
-        return "stl_ascii"
+        return "stl_ascii", facets
     if claimed is None:
         raise MeshFormatError(f"not an STL file: {len(data)} bytes is shorter than a binary STL header", format="stl")
     raise MeshFormatError(
@@ -184,18 +183,18 @@ def _precheck_stl(data: bytes, limits: MeshLimits) -> str:
     )
 
 
-def _precheck_obj(data: bytes, limits: MeshLimits) -> str:
+def _precheck_obj(data: bytes, limits: MeshLimits) -> tuple[str, int]:
     faces = data.count(b"\nf ") + data.startswith(b"f ")
     if faces == 0:
         raise MeshEmpty("the OBJ file has no faces", format="obj")
     limits.check_faces(faces, "the OBJ file")
-    return "obj"
+    return "obj", faces
 
 
 _PLY_FACES = re.compile(rb"^element\s+face\s+(\d+)\s*$", re.MULTILINE)
 
 
-def _precheck_ply(data: bytes, limits: MeshLimits) -> str:
+def _precheck_ply(data: bytes, limits: MeshLimits) -> tuple[str, int]:
     end = data.find(b"end_header")
     if end < 0:
         raise MeshFormatError("PLY header has no end_header", format="ply")
@@ -203,10 +202,10 @@ def _precheck_ply(data: bytes, limits: MeshLimits) -> str:
     if not match or int(match.group(1)) == 0:
         raise MeshEmpty("the PLY file has no faces", format="ply")
     limits.check_faces(int(match.group(1)), "the PLY header")
-    return "ply"
+    return "ply", int(match.group(1))
 
 
-def _precheck_glb(data: bytes, limits: MeshLimits) -> str:
+def _precheck_glb(data: bytes, limits: MeshLimits) -> tuple[str, int]:
     if len(data) < 20:
         raise MeshFormatError("GLB shorter than its header", format="glb")
     _magic, version, length = struct.unpack_from("<4sII", data, 0)
@@ -229,10 +228,10 @@ def _precheck_glb(data: bytes, limits: MeshLimits) -> str:
     if triangles == 0:
         raise MeshEmpty("the GLB holds no triangle mesh", format="glb")
     limits.check_faces(triangles, "the GLB")
-    return "glb"
+    return "glb", triangles
 
 
-def _precheck_3mf(data: bytes, limits: MeshLimits) -> str:
+def _precheck_3mf(data: bytes, limits: MeshLimits) -> tuple[str, int]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -251,7 +250,7 @@ def _precheck_3mf(data: bytes, limits: MeshLimits) -> str:
     if triangles == 0:
         raise MeshEmpty("the 3MF holds no triangles", format="3mf")
     limits.check_faces(triangles, "the 3MF")
-    return "3mf"
+    return "3mf", triangles
 
 
 _PRECHECKS = {
@@ -278,8 +277,7 @@ def export_mesh(mesh: trimesh.Trimesh, fmt: str) -> bytes:
     if fmt == "ply":
         return export_ply(np.asarray(mesh.vertices), np.asarray(mesh.faces))
     if fmt == "glb":  # trimesh writes it without timestamps or random ids
-        out = mesh.export(file_type=fmt)
-        return out if isinstance(out, bytes) else out.encode()
+        return bytes(trimesh.exchange.gltf.export_glb(trimesh.Scene(mesh)))
     raise UnsupportedMeshFormat(f"cannot export {fmt!r}: one of {', '.join(EXPORT_FORMATS)}", format=fmt)
 
 

@@ -39,7 +39,9 @@ def decimate(mesh: Mesh, target_faces: int, chunk_faces: int = CHUNK_FACES, note
     order = np.argsort(face_labels, kind="stable")
     groups = np.split(order, np.flatnonzero(np.diff(face_labels[order])) + 1)
     del labels, face_labels, order
-    pieces = [_decimate_component(submesh(mesh, ids), ratio, chunk_faces, notes) for ids in groups if len(ids) >= DUST_FACES]
+    pieces = [
+        _decimate_component(submesh(mesh, ids), ratio, chunk_faces, notes) for ids in groups if len(ids) >= DUST_FACES
+    ]
     dust = [ids for ids in groups if len(ids) < DUST_FACES]
     if dust:
         pieces.append(submesh(mesh, np.concatenate(dust)))
@@ -55,8 +57,10 @@ def _decimate_component(part: Mesh, ratio: float, chunk_faces: int, notes: list[
         return result
     patched = _decimate_pieces(part.vertices_lps, part.faces, ratio, _patches(part), check=True)
     if patched is not None and is_watertight(Mesh(*patched)):
-        notes.append(f"a component of {len(part.faces)} faces was decimated patch by patch to {len(patched[1])} "
-                     "faces: decimating it whole broke its topology")
+        notes.append(
+            f"a component of {len(part.faces)} faces was decimated patch by patch to {len(patched[1])} "
+            "faces: decimating it whole broke its topology"
+        )
         return Mesh(*patched)
     notes.append(f"a component of {len(part.faces)} faces was kept undecimated: decimation broke its topology")
     return part
@@ -104,7 +108,9 @@ def _patches(mesh: Mesh) -> list[np.ndarray]:
     """Face ids in cubic cells holding about PATCH_FACES faces of the surface each."""
     v, f = mesh.vertices_lps, mesh.faces
     centroids = v[f].mean(axis=1)
-    area_per_face = max(float(np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).mean() / 2), 1e-9)
+    area_per_face = max(
+        float(np.linalg.norm(np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]]), axis=1).mean() / 2), 1e-9
+    )
     cell = 0.5 * np.sqrt(PATCH_FACES * area_per_face)  # bone surfaces fold: about PATCH_FACES per cell
     cells = np.floor((centroids - centroids.min(axis=0)) / cell).astype(np.int64)
     ids = (cells[:, 0] * (cells[:, 1].max() + 1) + cells[:, 1]) * (cells[:, 2].max() + 1) + cells[:, 2]

@@ -191,7 +191,7 @@ def smooth(mesh: Mesh, iterations: int = 20, pass_band: float = 0.01) -> Mesh:
     x1 = 0.5 * (x0 + umbrella @ x0)
     out = sigma[0] * x0 + sigma[1] * x1
     for s in sigma[2:]:
-        x2 = x1 + umbrella @ x1 - x0  # T_{n+1} = 2·((I + W)/2)·T_n − T_{n−1}
+        x2 = x1 + umbrella @ x1 - x0  # T_{n+1} = 2·((I + W)/2)·T_n - T_{n-1}
         out += s * x2
         x0, x1 = x1, x2
     out += center
@@ -224,5 +224,3 @@ def _sinc_coefficients(iterations: int, pass_band: float) -> np.ndarray:
         shift -= (gain - 1.0) / float(slope @ at_pass_band)
     sigma = coefficients(theta + shift) * hamming
     return sigma / sigma.sum()  # gain exactly 1 at frequency 0: no drift, no growth
-
-

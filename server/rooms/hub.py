@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections import deque
@@ -33,6 +34,7 @@ from server.settings import Settings
 log = logging.getLogger("trinity.rooms")
 
 RECENT_FRAMES = 2000
+CHECKPOINT_EVERY = 500  # stored events between two copies of the state (rollback cost vs copying cost)
 MAX_BATCH = 256
 
 
@@ -104,6 +106,10 @@ class RoomHub(RoomPresence):
         self.room_info = room_info
         self.limits = Limits(annotation_max_bytes=settings.annotation_max_bytes, chat_max_chars=settings.chat_max_chars)
         self.state = RoomState()
+        # A copy of a stored state and the stored events since: a write that loses the race to another
+        # instance rolls back to it instead of replaying the whole log.
+        self._checkpoint = RoomState()
+        self._since_checkpoint: list[dict[str, Any]] = []
         self.epoch = ""
         self.members: dict[str, MemberInfo] = {}
         self.connections: dict[int, Connection] = {}
@@ -133,6 +139,7 @@ class RoomHub(RoomPresence):
         events = await self.db.run_read(self.log.events_after, self.room_id, 0)
         self.epoch = epoch
         self.state = replay(events)
+        self._checkpoint, self._since_checkpoint = copy.deepcopy(self.state), []
         if not self._task:  # first load: nothing was delivered by this hub yet
             self.delivered_seq = self.state.seq
             for event in events[-RECENT_FRAMES:]:
@@ -146,7 +153,22 @@ class RoomHub(RoomPresence):
         events = await self.db.run_read(self.log.events_after, self.room_id, self.state.seq)
         for event in events:
             evolve(self.state, event)
+            self._stored(event)
             self._deliver(event, dumps({"type": "event", **event}))
+
+    def _stored(self, *events: dict[str, Any]) -> None:
+        """`events` are in the log and in `self.state`, with nothing speculative after them."""
+        self._since_checkpoint.extend(events)
+        if len(self._since_checkpoint) >= CHECKPOINT_EVERY:
+            self._checkpoint, self._since_checkpoint = copy.deepcopy(self.state), []
+
+    async def _rollback(self) -> None:
+        """Drop what was evolved but not stored: back to the checkpoint, forward through the stored events
+        since, then whatever other instances stored meanwhile (from the log)."""
+        self.state = copy.deepcopy(self._checkpoint)
+        for event in self._since_checkpoint:
+            evolve(self.state, event)
+        await self._catch_up()
 
     def _deliver(self, event: dict[str, Any], frame: str) -> None:
         """Fan a stored event out to this instance's connections, strictly in sequence order."""
@@ -242,6 +264,7 @@ class RoomHub(RoomPresence):
             return  # already have it (we caught up from the log first)
         if event["seq"] == self.state.seq + 1:
             evolve(self.state, event)
+            self._stored(event)
             self._deliver(event, frame)
         else:
             await self._catch_up()  # a gap: the log has everything, in order
@@ -278,8 +301,8 @@ class RoomHub(RoomPresence):
             try:
                 await self.writer.append(self.room_id, base, events)
             except SeqConflict:
-                # Another instance wrote first: catch up from the log and decide these ops again.
-                await self._reload()
+                # Another instance wrote first: roll back to what is stored, catch up, decide these ops again.
+                await self._rollback()
                 retry: list[tuple[Op, dict[str, Any] | None, int | None]] = []
                 for op, _, _ in pending:
                     self._decide(op, retry)
@@ -295,6 +318,7 @@ class RoomHub(RoomPresence):
                 return
         # Deliver and acknowledge the whole batch locally first, then hand it to the bus in one call
         # (one pipelined round trip to Redis instead of one wait per event).
+        self._stored(*events)
         outgoing: list[dict[str, Any]] = []
         for op, event, seen in pending:
             if event is not None:

@@ -28,10 +28,11 @@ import redis
 from celery import Celery
 
 from server.core.bus_redis import RedisBus, stream_key
+from server.core.celery_runner import make_celery_runner
 from server.core.db import Database
 from server.core.job_lease import JobLease
 from server.core.jobs import JobSpec
-from server.core.jobs_celery import make_celery_app, make_celery_runner
+from server.core.jobs_celery import make_celery_app
 from server.core.metrics import Metrics
 from server.rooms.client import RoomClient
 from server.rooms.hubs import Hubs
@@ -420,3 +421,26 @@ def test_job_lease_has_one_holder_and_is_taken_from_a_dead_process() -> None:
     assert taker.acquire()  # its holder is gone: no need to wait for the expiry
     taker.release()
     assert client.get(key) is None
+
+
+@pytest.mark.parametrize("stack", [{"TRINITY_JOB_UNSENT_SWEEP_S": "1"}], indirect=True)
+async def test_job_stored_but_never_sent_is_sent_by_the_sweeper(stack: Stack) -> None:
+    """An instance that died between storing a job and sending it to the broker: another sends it."""
+    from server.core.job_store import insert_job
+
+    room = create_room(stack.world, members={"engineer": "participant"})
+    db = Database(stack.world.settings)
+    with db.session() as session:
+        spec = JobSpec("selftest.countdown", {"steps": 2, "delay_s": 0.05}, stack.world["surgeon"].id, room)
+        record, created = insert_job(session, spec)
+    db.close()
+    assert created and record.state == "queued"
+    await stack.start_worker()
+    async with stack.http("surgeon") as http:
+        for _ in range(300):
+            view = (await http.get(f"/api/jobs/{record.id}")).json()
+            if view["state"] == "succeeded":
+                break
+            await asyncio.sleep(0.1)
+        assert view["state"] == "succeeded" and view["attempts"] == 1
+    assert redis.Redis.from_url(REDIS_URL).exists(f"trinity:job:{record.id}:sent")

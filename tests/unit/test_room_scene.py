@@ -11,7 +11,9 @@ SYSTEM = Actor(SYSTEM_USER, "system")
 
 def test_a_new_version_of_a_model_is_shown_and_older_ones_stay_selectable() -> None:
     state = RoomState()
-    apply(state, SYSTEM, "scene.model.add", {"id": "bone", "name": "Mandible", "url": "/api/a/1.glb", "artifact_id": "a1"})
+    apply(
+        state, SYSTEM, "scene.model.add", {"id": "bone", "name": "Mandible", "url": "/api/a/1.glb", "artifact_id": "a1"}
+    )
     apply(state, ALICE, "scene.model.set", {"id": "bone", "opacity": 0.5})
     apply(state, SYSTEM, "scene.model.add", {"id": "bone", "version": 2, "url": "/api/a/2.glb", "artifact_id": "a2"})
     model = state.models["bone"]

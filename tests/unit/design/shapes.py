@@ -10,12 +10,16 @@ from server.design.meshes import make_mesh
 from server.design.phantoms import BOUNDS, bone_field
 
 
-def sphere(radius_mm: float, center: tuple[float, float, float] = (0.0, 0.0, 0.0), subdivisions: int = 3) -> trimesh.Trimesh:
+def sphere(
+    radius_mm: float, center: tuple[float, float, float] = (0.0, 0.0, 0.0), subdivisions: int = 3
+) -> trimesh.Trimesh:
     mesh = trimesh.creation.icosphere(subdivisions=subdivisions, radius=radius_mm)
     return make_mesh(np.asarray(mesh.vertices) + np.asarray(center), np.asarray(mesh.faces))
 
 
-def box(extents_mm: tuple[float, float, float], center: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> trimesh.Trimesh:
+def box(
+    extents_mm: tuple[float, float, float], center: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> trimesh.Trimesh:
     mesh = trimesh.creation.box(extents=extents_mm)
     return make_mesh(np.asarray(mesh.vertices) + np.asarray(center), np.asarray(mesh.faces))
 

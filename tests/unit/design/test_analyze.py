@@ -45,7 +45,9 @@ def test_two_cubes_touching_at_a_corner_are_vertex_non_manifold() -> None:
 def test_an_edge_shared_by_three_faces_is_non_manifold() -> None:
     ball = sphere(10.0, subdivisions=1)
     a, b = np.asarray(ball.faces)[0, :2]
-    fin = make_mesh(np.vstack([ball.vertices, [[0.0, 0.0, 30.0]]]), np.vstack([ball.faces, [[a, b, len(ball.vertices)]]]))
+    fin = make_mesh(
+        np.vstack([ball.vertices, [[0.0, 0.0, 30.0]]]), np.vstack([ball.faces, [[a, b, len(ball.vertices)]]])
+    )
     report = analyze_mesh(fin, thickness_samples=0)
     assert report["nonmanifold_edges"] == 1
     assert not report["edge_manifold"] and not report["watertight"]
@@ -67,7 +69,9 @@ def test_self_intersection_count_is_estimated_from_a_subset_when_asked() -> None
     from server.design.analyze import self_intersections
 
     both = trimesh.util.concatenate([a, b])
-    sampled = self_intersections(np.asarray(both.vertices), np.asarray(both.faces), max_pairs=full["candidate_pairs"] // 2)
+    sampled = self_intersections(
+        np.asarray(both.vertices), np.asarray(both.faces), max_pairs=full["candidate_pairs"] // 2
+    )
     assert sampled["estimated"]
     assert 0.5 * full["pairs"] <= sampled["pairs"] <= 1.5 * full["pairs"]
 

@@ -47,7 +47,9 @@ def _bone_distances(bone: trimesh.Trimesh, points: np.ndarray) -> tuple[np.ndarr
     return closest, distance
 
 
-def test_contact_surface_lies_within_clearance_plus_0_2_mm_of_the_bone(guide: MeshResult, bone: trimesh.Trimesh) -> None:
+def test_contact_surface_lies_within_clearance_plus_0_2_mm_of_the_bone(
+    guide: MeshResult, bone: trimesh.Trimesh
+) -> None:
     mesh = guide.meshes["guide"]
     sample = np.arange(0, len(mesh.vertices), 7)
     points = np.asarray(mesh.vertices)[sample]
@@ -78,7 +80,9 @@ def test_sleeve_bore_has_the_requested_diameter_along_the_requested_axis(guide: 
     # from just above the plate to just below the sleeve's top
     for along in np.linspace(PARAMS.clearance_mm + PARAMS.thickness_mm + 1.0, PARAMS.sleeve_length_mm - 1.0, 5):
         origin = np.asarray(trajectory.entry_lps) + axis * along
-        hits, rays, _faces = mesh.ray.intersects_location(np.tile(origin, (len(angles), 1)), directions, multiple_hits=False)
+        hits, rays, _faces = mesh.ray.intersects_location(
+            np.tile(origin, (len(angles), 1)), directions, multiple_hits=False
+        )
         assert sorted(rays.tolist()) == list(range(len(angles)))  # every ray meets the bore
         distances = np.linalg.norm(hits - origin, axis=1)
         assert distances.min() >= radius - 0.005

@@ -59,7 +59,9 @@ def test_icp_recovers_a_known_rigid_transform(bone: trimesh.Trimesh) -> None:
 
 
 @pytest.mark.parametrize(
-    ("region", "max_distance_mm"), [(None, None), (SphereRegion((0.0, 0.0, -50.0), 35.0), 3.0)], ids=["whole", "condyles"]
+    ("region", "max_distance_mm"),
+    [(None, None), (SphereRegion((0.0, 0.0, -50.0), 35.0), 3.0)],
+    ids=["whole", "condyles"],
 )
 def test_mirror_and_align_lands_on_the_target(
     bone: trimesh.Trimesh, region: SphereRegion | None, max_distance_mm: float | None

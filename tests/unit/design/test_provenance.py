@@ -52,7 +52,9 @@ def test_the_chain_from_a_guide_walks_back_to_the_ct_series(bone: trimesh.Trimes
     blobs: dict[str, bytes] = {}
     # imaging made the bone surface from a CT series (a record the imaging job would write)
     surface = export_mesh(bone, "ply")
-    series = ArtifactRef(role="series", sha256=sha256_hex(b"the ct series"), artifact_id="ct-series-1", kind="ct_series")
+    series = ArtifactRef(
+        role="series", sha256=sha256_hex(b"the ct series"), artifact_id="ct-series-1", kind="ct_series"
+    )
     records["bone-1"] = Provenance(
         operation="imaging.surface",
         inputs=(series,),
@@ -93,9 +95,19 @@ def test_the_chain_from_a_guide_walks_back_to_the_ct_series(bone: trimesh.Trimes
 def test_walking_survives_shared_inputs_and_cycles() -> None:
     def record(name: str, *inputs: str) -> Provenance:
         refs = tuple(ArtifactRef(role=f"in{i}", sha256="0" * 64, artifact_id=a) for i, a in enumerate(inputs))
-        return Provenance(operation=name, inputs=refs, parameters={}, outputs=(ArtifactRef(role="out", sha256="1" * 64, artifact_id=name),))
+        return Provenance(
+            operation=name,
+            inputs=refs,
+            parameters={},
+            outputs=(ArtifactRef(role="out", sha256="1" * 64, artifact_id=name),),
+        )
 
-    records = {"union": record("union", "left", "right"), "left": record("left", "base"), "right": record("right", "base"), "loop": record("loop", "loop")}
+    records = {
+        "union": record("union", "left", "right"),
+        "left": record("left", "base"),
+        "right": record("right", "base"),
+        "loop": record("loop", "loop"),
+    }
     chain = walk_chain("union", records.get)
     assert [r.operation for r in chain.records] == ["union", "left", "right"]
     assert [r.artifact_id for r in chain.roots] == ["base"]  # reached twice, listed once

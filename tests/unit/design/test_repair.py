@@ -31,7 +31,13 @@ def _broken(bone: trimesh.Trimesh) -> tuple[trimesh.Trimesh, dict[str, int]]:
     user = int(np.flatnonzero((faces == 42).any(axis=1))[0])
     vertices = np.vstack([vertices, vertices[42]])
     faces[user][faces[user] == 42] = len(vertices) - 1
-    expected = {"faces_flipped": len(flipped), "holes_filled": 2, "duplicate_faces_removed": 3, "degenerate_faces_removed": 2, "vertices_merged": 1}
+    expected = {
+        "faces_flipped": len(flipped),
+        "holes_filled": 2,
+        "duplicate_faces_removed": 3,
+        "degenerate_faces_removed": 2,
+        "vertices_merged": 1,
+    }
     return make_mesh(vertices, faces), expected
 
 
@@ -49,7 +55,15 @@ def test_repair_counts_each_kind_of_damage_and_closes_the_mesh(bone: trimesh.Tri
 
 def test_repair_of_a_sound_mesh_changes_nothing(bone: trimesh.Trimesh) -> None:
     result = repair_mesh(bone)
-    counts = ("vertices_merged", "degenerate_faces_removed", "duplicate_faces_removed", "faces_flipped", "holes_filled", "components_inverted", "components_removed")
+    counts = (
+        "vertices_merged",
+        "degenerate_faces_removed",
+        "duplicate_faces_removed",
+        "faces_flipped",
+        "holes_filled",
+        "components_inverted",
+        "components_removed",
+    )
     assert all(result.report[key] == 0 for key in counts)
     assert np.array_equal(result.meshes["repaired"].faces, bone.faces)
     assert np.array_equal(result.meshes["repaired"].vertices, bone.vertices)

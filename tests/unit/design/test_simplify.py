@@ -30,7 +30,9 @@ def test_decimation_to_more_faces_than_there_are_changes_nothing(bone: trimesh.T
 def test_taubin_smoothing_removes_noise_without_shrinking(bone: trimesh.Trimesh) -> None:
     rng = np.random.default_rng(5)
     normals = np.asarray(bone.vertex_normals)
-    noisy = make_mesh(np.asarray(bone.vertices) + normals * rng.normal(0.0, 0.15, (len(normals), 1)), np.asarray(bone.faces))
+    noisy = make_mesh(
+        np.asarray(bone.vertices) + normals * rng.normal(0.0, 0.15, (len(normals), 1)), np.asarray(bone.faces)
+    )
     result = smooth(noisy, iterations=10)
     smoothed = result.meshes["smoothed"]
     # noise along the normals is mostly gone: vertices lie closer to the clean surface than before

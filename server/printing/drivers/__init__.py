@@ -1,0 +1,1 @@
+"""Printer drivers: one interface (base.py) over OctoPrint, Moonraker and the simulator."""
