@@ -29,7 +29,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import redis
@@ -58,7 +58,6 @@ from server.rooms.frames import dumps
 from server.settings import Settings
 
 log = logging.getLogger("trinity.jobs")
-T = TypeVar("T")
 
 TASK_NAME = "trinity.run_job"
 HARD_LIMIT_GRACE_S = 30.0  # after the soft limit, the job has this long to stop before its process is killed

@@ -47,6 +47,10 @@ class SurfaceDistance:
         distance, face, _point = self._closest(points)
         return distance, face
 
+    def nearest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Distance, closest triangle's index and the closest point itself."""
+        return self._closest(points)
+
     def signed(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Signed distance (positive on the normals' side) and the closest triangle's index."""
         if self.corner_normals is None:

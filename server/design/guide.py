@@ -27,6 +27,15 @@ import trimesh
 from server.design import topology
 from server.design.distance import SurfaceDistance
 from server.design.errors import InvalidDesignParameters
+from server.design.label import (
+    SINK_MM,
+    GuideLabel,
+    checked_resolution,
+    glyph_rectangles,
+    label_extent_mm,
+    label_frame,
+    text_field,
+)
 from server.design.levelset import level_set
 from server.design.manifolds import require_nonempty, solid_report, to_manifold, to_trimesh
 from server.design.meshes import MeshResult
@@ -62,7 +71,11 @@ class GuideParameters:
 
 
 def make_guide(
-    bone: trimesh.Trimesh, region: Region, trajectories: list[Trajectory], params: GuideParameters | None = None
+    bone: trimesh.Trimesh,
+    region: Region,
+    trajectories: list[Trajectory],
+    params: GuideParameters | None = None,
+    label: GuideLabel | None = None,
 ) -> MeshResult:
     params = params or GuideParameters()
     c, t, h = params.clearance_mm, params.thickness_mm, params.resolution_mm
@@ -82,6 +95,12 @@ def make_guide(
     low, high = plate_low, plate_high
     for sleeve in sleeves:
         low, high = np.minimum(low, sleeve["low"]), np.maximum(high, sleeve["high"])
+    if label is not None:
+        reach = max(label_extent_mm(label)) + c + t + label.raised_mm + SINK_MM + 1.0
+        low, high = (
+            np.minimum(low, np.subtract(label.anchor_lps, reach)),
+            np.maximum(high, np.add(label.anchor_lps, reach)),
+        )
     nearby = _faces_near(corners, low - margin, high + margin)
     corner_normals = np.asarray(bone.vertex_normals)[faces[nearby]]
     bone_distance = SurfaceDistance(corners[nearby], spacing_mm=h / 2, corner_normals=corner_normals)
@@ -122,6 +141,13 @@ def make_guide(
         sleeve_reports.append(
             sleeve["report"] | {"trajectory": trajectory.to_json(), "entry_to_bone_mm": round(entry_to_bone, 6)}
         )
+    label_report = None
+    if label is not None:
+        letters, n, label_report = _label_solid(
+            label, params, bone_distance, patch_distance, corners[nearby], normals[nearby]
+        )
+        evaluated += n
+        parts.append(letters)
     guide = manifold3d.Manifold.batch_boolean(parts, manifold3d.OpType.Add)
     guide = manifold3d.Manifold.batch_boolean([guide, *cutters], manifold3d.OpType.Subtract)
     require_nonempty(guide, "the guide")
@@ -130,10 +156,59 @@ def make_guide(
         "patch_faces": int(patch.sum()),
         "patch_area_mm2": round(float(np.asarray(bone.area_faces)[patch].sum()), 6),
         "sleeves": sleeve_reports,
+        "label": label_report,
         "grid_points_evaluated": evaluated,
         "parameters": params.to_json(),
     }
     return MeshResult(meshes={"guide": to_trimesh(guide)}, report=report)
+
+
+def _label_solid(
+    label: GuideLabel,
+    params: GuideParameters,
+    bone_distance: SurfaceDistance,
+    patch_distance: SurfaceDistance,
+    corners: np.ndarray,
+    normals: np.ndarray,
+) -> tuple[manifold3d.Manifold, int, dict[str, Any]]:
+    """The letters: inside the text outline, and from `SINK_MM` below to `raised_mm` above the plate's
+    top (both measured from the bone, so the letters follow its curvature)."""
+    c, t = params.clearance_mm, params.thickness_mm
+    h = checked_resolution(label, params.resolution_mm)
+    half_width, half_height = label_extent_mm(label)
+    _d, _face, anchor = bone_distance.nearest(np.asarray([label.anchor_lps]))
+    anchor = anchor[0]
+    if patch_distance.closest(anchor[None, :])[0][0] > c + t:
+        raise InvalidDesignParameters("label.anchor_lps: not on the plate's patch of bone", field="label")
+    # the mean normal under the label: its plane is the text's
+    centroids = corners.mean(axis=1)
+    under = np.linalg.norm(centroids - anchor, axis=1) <= max(half_width, half_height)
+    areas = 0.5 * np.linalg.norm(np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]), axis=1)
+    normal = (normals[under] * areas[under, None]).sum(axis=0)
+    normal /= np.linalg.norm(normal)
+    right, up = label_frame(label, normal)
+    rectangles = glyph_rectangles(label.text, label.height_mm)
+    top = c + t + label.raised_mm
+
+    def letters_field(points: np.ndarray) -> np.ndarray:
+        offset = points - anchor
+        ink = text_field(np.stack([offset @ right, offset @ up], axis=1), rectangles)
+        value = np.minimum(ink, -h / 2)  # outside the text: negative, no distance needed
+        inside = ink > -2 * h
+        signed, _faces = bone_distance.signed(points[inside])
+        value[inside] = np.minimum(ink[inside], np.minimum(top - signed, signed - (c + t - SINK_MM)))
+        return value
+
+    # a box in the label's frame: around the text, from below the plate's top (the surface falls away
+    # under a wide label on a curved bone) to above the letters
+    along = np.array([-half_width - 2 * h, half_width + 2 * h])
+    across = np.array([-half_height - 2 * h, half_height + 2 * h])
+    depth = np.array([c + t - SINK_MM - half_width - 2 * h, top + 2 * h])
+    box = np.array([anchor + right * a + up * b + normal * d for a in along for b in across for d in depth])
+    letters, evaluated = level_set(letters_field, [*box.min(axis=0), *box.max(axis=0)], h)
+    require_nonempty(letters, "the label")
+    report = {**label.to_json(), "surface_lps": [round(float(v), 6) for v in anchor], "resolution_mm": h}
+    return letters, evaluated, report
 
 
 def select_patch(bone: trimesh.Trimesh, region: Region, centroids: np.ndarray, normals: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Embossed labels for guides: raised block letters (a built-in 5×7 font) that follow the plate's curved
+"""Embossed labels for guides: raised block letters (a built-in 5x7 font) that follow the plate's curved
 top surface, so a patient code or side marker prints legibly without a flat pad.
 
 The letters are a level set like the plate: inside the text's outline (rectangles in the label's
@@ -81,7 +81,8 @@ class GuideLabel:
         unknown = sorted(set(text) - set(_FONT_ROWS))
         if not text.strip() or len(text) > MAX_CHARACTERS or unknown:
             raise InvalidDesignParameters(
-                f"{field}.text: 1 to {MAX_CHARACTERS} of A-Z 0-9 - . / and space (not {''.join(unknown)!r})", field=field
+                f"{field}.text: 1 to {MAX_CHARACTERS} of A-Z 0-9 - . / and space (not {''.join(unknown)!r})",
+                field=field,
             )
         return cls(
             text=text,

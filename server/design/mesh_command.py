@@ -6,7 +6,7 @@
     trinity mesh wedge IN --plane ... --plane ... --out-dir DIR      (normals point into the wedge)
     trinity mesh mirror IN --plane ... OUT [--align-to TARGET [--region JSON] [--max-distance MM]]
     trinity mesh boolean union|difference|intersection A B OUT
-    trinity mesh guide BONE --region JSON --trajectory JSON [--trajectory JSON] OUT
+    trinity mesh guide BONE --region JSON --trajectory JSON [--trajectory JSON] OUT [--label TEXT --label-at X,Y,Z]
     trinity mesh decimate IN --faces N OUT
     trinity mesh smooth IN OUT [--iterations N]
     trinity mesh remesh IN --max-edge MM OUT
@@ -102,6 +102,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--sleeve-wall", type=float, help="mm (default 2)")
     p.add_argument("--drill-clearance", type=float, help="added to the drill diameter, mm (default 0.2)")
     p.add_argument("--resolution", type=float, help="grid edge of the plate's distance field, mm (default 0.4)")
+    p.add_argument("--label", help="text embossed on the plate: A-Z 0-9 - . / (with --label-at)")
+    p.add_argument("--label-at", help="X,Y,Z on the bone under the plate where the label is centred")
+    p.add_argument("--label-height", type=float, default=4.0, help="letter height, mm (default 4)")
 
     p = _command(commands, "decimate", "quadric decimation, kept watertight", run_decimate)
     p.add_argument("input", type=Path)
@@ -199,6 +202,10 @@ def run_guide(args: argparse.Namespace, _settings: Any = None) -> int:
         "resolution_mm": args.resolution,
     }
     params |= {k: v for k, v in options.items() if v is not None}
+    if args.label:
+        if not args.label_at:
+            raise InvalidDesignParameters("--label needs --label-at X,Y,Z", field="label")
+        params["label"] = {"text": args.label, "anchor_lps": args.label_at.split(","), "height_mm": args.label_height}
     run = _run(args, "guide", {"bone": args.bone}, params, _format_of(args.output))
     return _finish(args, run, {"guide": args.output})
 

@@ -16,6 +16,7 @@ import trimesh
 
 from server.design import analyze, booleans, cut, guide, mirror, repair, simplify
 from server.design.errors import InvalidDesignParameters, UnknownOperation
+from server.design.label import GuideLabel
 from server.design.meshes import MEDIA_TYPES, MeshLimits, MeshResult, export_mesh, load_mesh
 from server.design.params import Plane, SphereRegion, Trajectory, mapping, positive, region_from_json
 from server.design.provenance import ArtifactRef, Provenance, sha256_hex
@@ -179,7 +180,7 @@ def _boolean_params(raw: Mapping[str, Any]) -> dict[str, Any]:
 
 def _guide_params(raw: Mapping[str, Any]) -> dict[str, Any]:
     settings = set(guide.GuideParameters.__dataclass_fields__)
-    raw = _fields(raw, {"region", "trajectories"} | settings)
+    raw = _fields(raw, {"region", "trajectories", "label"} | settings)
     trajectories = raw.get("trajectories")
     if not isinstance(trajectories, list) or not trajectories:
         raise InvalidDesignParameters("trajectories: expected a list of at least one trajectory", field="trajectories")
@@ -187,10 +188,12 @@ def _guide_params(raw: Mapping[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidDesignParameters(f"{key}: expected a number", field=key)
+    label = raw.get("label")
     return {
         "region": region_from_json(raw.get("region")).to_json(),
         "trajectories": [Trajectory.from_json(t, f"trajectories[{i}]").to_json() for i, t in enumerate(trajectories)],
         **guide.GuideParameters(**{k: float(v) for k, v in values.items()}).to_json(),
+        "label": GuideLabel.from_json(label).to_json() if label is not None else None,
     }
 
 
@@ -243,6 +246,7 @@ def _guide(m: dict[str, trimesh.Trimesh], p: dict[str, Any]) -> MeshResult:
         region_from_json(p["region"]),
         [Trajectory.from_json(t) for t in p["trajectories"]],
         guide.GuideParameters(**settings),
+        GuideLabel.from_json(p["label"]) if p["label"] else None,
     )
 
 

@@ -213,15 +213,28 @@ def _drop_repeats(stack: list[_Frame], problems: list[Problem]) -> list[_Frame]:
 
 
 def _hu_stack(stack: list[_Frame], layout: StackLayout) -> tuple[np.ndarray, bool]:
-    """Sorted (n, rows, columns) HU, float32, and whether every value is a whole number."""
+    """Sorted (n, rows, columns) HU and whether every value is a whole number. Whole-number HU that fit
+    int16 (CT) are written into an int16 stack slice by slice: no float32 copy of the whole volume."""
     ordered = [stack[int(i)] for i in layout.order]
-    hu = np.empty((len(ordered), ordered[0].file.rows, ordered[0].file.columns), dtype=np.float32)
-    integral = True
+    integral = np.issubdtype(ordered[0].file.pixels.dtype, np.integer) and all(
+        float(f.plane.rescale_slope).is_integer() and float(f.plane.rescale_intercept).is_integer() for f in ordered
+    )
+    dtype: type[np.generic] = np.float32
+    if integral:
+        ends = []
+        for frame in ordered:
+            pixels = frame.file.pixels[frame.index]
+            slope, intercept = int(frame.plane.rescale_slope), int(frame.plane.rescale_intercept)
+            ends += [int(pixels.min()) * slope + intercept, int(pixels.max()) * slope + intercept]
+        info = np.iinfo(np.int16)
+        dtype = np.int16 if info.min <= min(ends) and max(ends) <= info.max else np.float32
+    hu = np.empty((len(ordered), ordered[0].file.rows, ordered[0].file.columns), dtype=dtype)
     for k, frame in enumerate(ordered):
-        plane = frame.plane
-        hu[k] = frame.file.pixels[frame.index] * np.float32(plane.rescale_slope) + np.float32(plane.rescale_intercept)
-        integral = integral and float(plane.rescale_slope).is_integer() and float(plane.rescale_intercept).is_integer()
-    integral = integral and np.issubdtype(ordered[0].file.pixels.dtype, np.integer)
+        plane, pixels = frame.plane, frame.file.pixels[frame.index]
+        if dtype is np.int16:
+            hu[k] = pixels.astype(np.int32) * int(plane.rescale_slope) + int(plane.rescale_intercept)
+        else:
+            hu[k] = pixels * np.float32(plane.rescale_slope) + np.float32(plane.rescale_intercept)
     return hu, integral
 
 
@@ -245,7 +258,7 @@ def _build(stack: list[_Frame], limits: VolumeLimits) -> Volume:
     notes = list(dict.fromkeys(note for f in stack for note in f.file.notes))
     notes += _geometry_notes(layout, grid.size, (first.file.columns, first.file.rows))
     if layout.sheared or not layout.uniform:
-        hu = reslice(hu, layout, grid, fill_hu=float(hu.min()))
+        hu = reslice(hu.astype(np.float32, copy=False), layout, grid, fill_hu=float(hu.min()))
         if integral:
             hu = np.rint(hu)
     image = sitk.GetImageFromArray(_narrow(hu, integral))
@@ -271,7 +284,7 @@ def _build(stack: list[_Frame], limits: VolumeLimits) -> Volume:
 def _narrow(hu: np.ndarray, integral: bool) -> np.ndarray:
     """int16 when HU are whole numbers that fit (CT), else float32."""
     if integral and hu.size and hu.min() >= np.iinfo(np.int16).min and hu.max() <= np.iinfo(np.int16).max:
-        return hu.astype(np.int16)
+        return hu.astype(np.int16, copy=False)
     return hu.astype(np.float32, copy=False)
 
 
