@@ -12,6 +12,7 @@ import trimesh
 from server.design.booleans import boolean
 from server.design.errors import InvalidDesignParameters
 from server.design.guide import CHANNEL_SEGMENTS, GuideParameters, make_guide
+from server.design.label import GuideLabel, label_frame
 from server.design.meshes import MeshResult
 from server.design.params import LassoRegion, SphereRegion, Trajectory
 from server.design.topology import is_watertight
@@ -130,3 +131,36 @@ def test_parameters_are_checked() -> None:
         GuideParameters(thickness_mm=1.0, resolution_mm=0.8)
     with pytest.raises(InvalidDesignParameters):
         GuideParameters(sleeve_length_mm=2.0)
+
+
+def test_embossed_label_stands_on_the_plate_and_reads_from_outside(bone: trimesh.Trimesh) -> None:
+    trajectory = TRAJECTORIES[0]
+    label = GuideLabel("L-07", (10.5, -3.0, 14.5), height_mm=4.0, raised_mm=0.6)
+    plain = make_guide(bone, REGION, [trajectory], PARAMS).meshes["guide"]
+    result = make_guide(bone, REGION, [trajectory], PARAMS, label)
+    mesh = result.meshes["guide"]
+    assert is_watertight(np.asarray(mesh.faces)) and result.report["guide"]["components"] == 1
+    # ink: L 11 + "-" 5 + 0 19 + 7 11 = 46 pixels of (4/7 mm)², raised 0.6 mm above the plate
+    ink_mm2 = 46 * (4.0 / 7) ** 2
+    assert mesh.volume - plain.volume == pytest.approx(ink_mm2 * 0.6, rel=0.2)
+    # the letters' tops stand c + t + 0.6 from the bone
+    vertices = np.asarray(mesh.vertices)
+    vertices = vertices[np.linalg.norm(vertices - label.anchor_lps, axis=1) < 8.0]
+    _closest, distance = _bone_distances(bone, vertices)
+    tops = distance > PARAMS.clearance_mm + PARAMS.thickness_mm + 0.3
+    assert tops.sum() > 100
+    assert distance[tops].max() == pytest.approx(PARAMS.clearance_mm + PARAMS.thickness_mm + 0.6, abs=0.1)
+    # read from outside (looking at the bone), the L's upright stroke is leftmost: not mirrored
+    surface = np.asarray(result.report["label"]["surface_lps"])
+    right, up = label_frame(label, np.asarray(bone.face_normals)[bone.nearest.on_surface([surface])[2][0]])
+    ink = vertices[tops] - surface
+    u, v = ink @ right, ink @ up
+    leftmost, rightmost = u < u.min() + 0.5, u > u.max() - 0.5
+    assert np.ptp(v[leftmost]) > 3.0  # the L's full-height stroke on the left
+    assert np.ptp(v[rightmost]) < 3.0  # the 7's right edge is only its top bar and diagonal
+
+
+def test_label_text_is_checked() -> None:
+    with pytest.raises(InvalidDesignParameters):
+        GuideLabel.from_json({"text": "Ü?", "anchor_lps": [0, 0, 0]})
+    assert GuideLabel.from_json({"text": "r-3", "anchor_lps": [0, 0, 0]}).text == "R-3"
