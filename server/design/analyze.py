@@ -37,7 +37,9 @@ def analyze_mesh(
     counts = np.bincount(labels, minlength=n_components)
     order = np.lexsort((np.arange(n_components), -np.abs(volumes)))  # biggest first, ties by first face
     watertight = topology.is_watertight(faces)
-    used = vertices[np.unique(faces)]
+    referenced = np.zeros(len(vertices), dtype=bool)
+    referenced[faces.ravel()] = True
+    used = vertices[referenced]
     report: dict[str, Any] = {
         "faces": len(faces),
         "vertices": len(vertices),

@@ -106,6 +106,13 @@ def make_guide(
     bone_distance = SurfaceDistance(corners[nearby], spacing_mm=h / 2, corner_normals=corner_normals)
     patch_distance = SurfaceDistance(corners[patch], spacing_mm=h / 2)
     in_patch = patch[nearby]
+    entry_to_bone = bone_distance.closest(np.asarray([tr.entry_lps for tr in trajectories]).reshape(-1, 3))[0]
+    for index, distance in enumerate(entry_to_bone.tolist()):
+        if distance > c + t:  # its sleeve would float free of the plate
+            raise InvalidDesignParameters(
+                f"trajectories[{index}].entry_lps is {distance:.1f} mm from the bone; it should be on its surface",
+                field=f"trajectories[{index}].entry_lps",
+            )
 
     def plate_field(points: np.ndarray) -> np.ndarray:
         # the band where the plate's surfaces can be: exact distances there, a negative constant beyond
@@ -124,7 +131,7 @@ def make_guide(
     plate, evaluated = level_set(plate_field, [*plate_low, *plate_high], h)
     require_nonempty(plate, "the guide plate")
     parts, cutters, sleeve_reports = [plate], [bone_solid], []
-    for trajectory, sleeve in zip(trajectories, sleeves, strict=True):
+    for trajectory, sleeve, entry_distance in zip(trajectories, sleeves, entry_to_bone.tolist(), strict=True):
         seat = c + t / 2  # the tube's foot ends mid-plate, not on the plate's underside
 
         def seat_field(points: np.ndarray, seat: float = seat) -> np.ndarray:
@@ -137,9 +144,8 @@ def make_guide(
         evaluated += n
         parts.append(manifold3d.Manifold.batch_boolean([sleeve["tube"], seat_band], manifold3d.OpType.Subtract))
         cutters.append(sleeve["channel"])
-        entry_to_bone = float(bone_distance.closest(np.asarray([trajectory.entry_lps]))[0][0])
         sleeve_reports.append(
-            sleeve["report"] | {"trajectory": trajectory.to_json(), "entry_to_bone_mm": round(entry_to_bone, 6)}
+            sleeve["report"] | {"trajectory": trajectory.to_json(), "entry_to_bone_mm": round(entry_distance, 6)}
         )
     label_report = None
     if label is not None:

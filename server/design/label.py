@@ -19,6 +19,7 @@ from server.design.params import Vec3, positive, unit, vec3
 
 MAX_CHARACTERS = 24
 SINK_MM = 0.8  # how far the letters reach down into the plate, so curvature never lifts them off
+OVERLAP = 0.05  # of a pixel: pixels meeting only at a corner overlap, rather than touch at a point
 
 # rows top to bottom, "#" is ink
 _FONT_ROWS = {
@@ -123,7 +124,8 @@ def glyph_rectangles(text: str, height_mm: float) -> np.ndarray:
                 column = end
     boxes = np.asarray(rectangles, dtype=np.float64).reshape(-1, 4)
     width = (len(text) * 6 - 1) * pixel
-    return boxes - np.array([width / 2, height_mm / 2, width / 2, height_mm / 2])
+    grow = OVERLAP * pixel
+    return boxes - np.array([width / 2 + grow, height_mm / 2 + grow, width / 2 - grow, height_mm / 2 - grow])
 
 
 def text_field(uv: np.ndarray, rectangles: np.ndarray) -> np.ndarray:

@@ -76,3 +76,11 @@ def solid_report(solid: manifold3d.Manifold) -> dict[str, float | int | bool]:
         "watertight": True,  # manifold3d's output is a closed 2-manifold whenever its status is NoError
         "genus": int(solid.genus()),
     }
+
+
+def float32_collisions(vertices: np.ndarray) -> int:
+    """Vertices that rounding to float32 (STL, GLB) would make coincide with another one."""
+    rounded = np.asarray(vertices, dtype=np.float32)
+    order = np.lexsort(rounded.T[::-1])
+    ordered = rounded[order]
+    return int(np.all(ordered[1:] == ordered[:-1], axis=1).sum())

@@ -252,7 +252,15 @@ def _finish(args: argparse.Namespace, run: OperationRun, paths: dict[str, Path])
         path = paths[output.role]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(output.data)
-        written.append({"role": output.role, "path": str(path), "sha256": output.sha256, "faces": output.faces})
+        written.append(
+            {
+                "role": output.role,
+                "path": str(path),
+                "sha256": output.sha256,
+                "faces": output.faces,
+                "float32_collisions": output.float32_collisions,
+            }
+        )
     if args.provenance:
         record = run.provenance.with_output_ids({o.role: str(paths[o.role]) for o in run.outputs})
         args.provenance.write_text(record.to_json() + "\n")

@@ -4,8 +4,9 @@ export deterministic bytes (same mesh, same bytes).
 Limits are checked before the full parse wherever the format tells the size up front: the binary STL
 header's triangle count, the PLY header's face element, the GLB's accessors, the 3MF zip directory
 (uncompressed sizes, against zip bombs) and a streamed count of its triangles. Every loaded mesh is
-one `trimesh.Trimesh` built with process=False, with exactly coincident vertices welded (STL stores
-each triangle's corners separately), so edges are shared and topology can be checked.
+one `trimesh.Trimesh` built with process=False. STL stores each triangle's corners separately, so
+exactly coincident vertices are welded to share edges; so are those of other formats unless their
+indexed mesh is already closed (then a weld could only pinch surfaces that touch at a point).
 """
 
 from __future__ import annotations
@@ -23,7 +24,10 @@ import numpy as np
 import trimesh
 
 from server.design.errors import MeshEmpty, MeshFormatError, MeshTooLarge, UnsupportedMeshFormat
-from server.design.threemf import count_3mf_triangles, export_3mf
+from server.design.threemf import count_3mf_triangles
+from server.design.topology import is_watertight
+from server.imaging import mesh_files
+from server.imaging.mesh import Mesh
 
 FORMATS = ("stl", "obj", "ply", "glb", "3mf")
 EXPORT_FORMATS = ("stl", "ply", "glb", "3mf")
@@ -117,15 +121,31 @@ def load_mesh(data: bytes, fmt: str, limits: MeshLimits | None = None) -> trimes
         raise MeshFormatError("the file has non-finite vertex coordinates", format=fmt)
     if len(faces) and (faces.min() < 0 or faces.max() >= len(vertices)):
         raise MeshFormatError("a triangle refers to a vertex that does not exist", format=fmt)
-    return make_mesh(*weld(vertices, faces))
+    if fmt != "stl" and is_watertight(faces):
+        # indexed and already closed: welding could only merge vertices that touch without sharing
+        # an edge (letters meeting at a corner), which would make the solid non-manifold
+        return make_mesh(*_drop_unreferenced(vertices, faces))
+    vertices, faces = weld(vertices, faces)
+    # corners that welded together (an edge shorter than float32 resolution): no area, no orientation
+    collapsed = (faces[:, 0] == faces[:, 1]) | (faces[:, 1] == faces[:, 2]) | (faces[:, 2] == faces[:, 0])
+    if collapsed.all():
+        raise MeshEmpty(f"every triangle of the {fmt.upper()} file has collapsed corners", format=fmt)
+    if collapsed.any():
+        vertices, faces = _drop_unreferenced(vertices, faces[~collapsed])
+    return make_mesh(vertices, faces)
+
+
+def _drop_unreferenced(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    used = np.zeros(len(vertices), dtype=bool)
+    used[faces.ravel()] = True  # a mask, not np.unique: linear time on millions of corners
+    index = np.cumsum(used) - 1
+    return vertices[used], index[faces]
 
 
 def weld(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Merge exactly coincident vertices (keeps first-seen order, so the result is deterministic) and drop
     unreferenced ones."""
-    used = np.unique(faces)
-    vertices = vertices[used]
-    faces = np.searchsorted(used, faces)
+    vertices, faces = _drop_unreferenced(vertices, faces)
     order = np.lexsort(vertices.T[::-1])
     ordered = vertices[order]
     new = np.ones(len(ordered), dtype=bool)
@@ -270,31 +290,14 @@ def export_mesh(mesh: trimesh.Trimesh, fmt: str) -> bytes:
     STL and GLB store float32, and vertices closer than float32 resolution (boolean results have them)
     collapse when read back, which can make the mesh non-manifold: keep working copies in PLY."""
     fmt = fmt.lower().lstrip(".")
-    if fmt == "stl":
-        return export_stl(np.asarray(mesh.vertices), np.asarray(mesh.faces))
-    if fmt == "3mf":
-        return export_3mf(np.asarray(mesh.vertices), np.asarray(mesh.faces))
     if fmt == "ply":
         return export_ply(np.asarray(mesh.vertices), np.asarray(mesh.faces))
-    if fmt == "glb":  # trimesh writes it without timestamps or random ids
-        return bytes(trimesh.exchange.gltf.export_glb(trimesh.Scene(mesh)))
+    if fmt in ("stl", "glb", "3mf"):  # one writer for the whole project, with the LPS mm frame recorded
+        as_mesh = Mesh(np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int32))
+        return {"stl": mesh_files.to_stl, "glb": mesh_files.to_glb, "3mf": mesh_files.to_3mf}[fmt](
+            as_mesh, "trinity design"
+        )
     raise UnsupportedMeshFormat(f"cannot export {fmt!r}: one of {', '.join(EXPORT_FORMATS)}", format=fmt)
-
-
-_STL_RECORD = np.dtype([("normal", "<f4", 3), ("corners", "<f4", (3, 3)), ("attribute", "<u2")])
-
-
-def export_stl(vertices: np.ndarray, faces: np.ndarray) -> bytes:
-    """Binary STL, written straight from arrays (trimesh's exporter recomputes and caches more)."""
-    corners = vertices[faces]
-    normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
-    lengths = np.linalg.norm(normals, axis=1, keepdims=True)
-    np.divide(normals, lengths, out=normals, where=lengths > 0)
-    records = np.zeros(len(faces), dtype=_STL_RECORD)
-    records["normal"] = normals
-    records["corners"] = corners
-    header = b"SPACE=LPS UNITS=mm Trinity design".ljust(80, b" ")  # 3D Slicer's convention, as imaging writes
-    return header + struct.pack("<I", len(faces)) + records.tobytes()
 
 
 _PLY_FACE = np.dtype([("count", "u1"), ("corners", "<i4", 3)])

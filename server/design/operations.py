@@ -12,11 +12,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import trimesh
 
 from server.design import analyze, booleans, cut, guide, mirror, repair, simplify
 from server.design.errors import InvalidDesignParameters, UnknownOperation
 from server.design.label import GuideLabel
+from server.design.manifolds import float32_collisions
 from server.design.meshes import MEDIA_TYPES, MeshLimits, MeshResult, export_mesh, load_mesh
 from server.design.params import Plane, SphereRegion, Trajectory, mapping, positive, region_from_json
 from server.design.provenance import ArtifactRef, Provenance, sha256_hex
@@ -40,6 +42,9 @@ class OutputArtifact:
     sha256: str
     faces: int
     vertices: int
+    # STL/GLB only: vertices that coincide once rounded to float32; reading the file back welds them
+    # (a collapsed short edge is harmless, a surface touching itself becomes non-manifold: use PLY)
+    float32_collisions: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,8 +103,11 @@ def run_operation(
 
 
 def _output(role: str, mesh: trimesh.Trimesh, fmt: str) -> OutputArtifact:
+    collisions = float32_collisions(np.asarray(mesh.vertices)) if fmt in ("stl", "glb") else 0
     data = export_mesh(mesh, fmt)
-    return OutputArtifact(role, data, fmt, MEDIA_TYPES[fmt], sha256_hex(data), len(mesh.faces), len(mesh.vertices))
+    return OutputArtifact(
+        role, data, fmt, MEDIA_TYPES[fmt], sha256_hex(data), len(mesh.faces), len(mesh.vertices), collisions
+    )
 
 
 # --- parameters ------------------------------------------------------------------------------------------

@@ -82,15 +82,6 @@ def face_components(n_faces: int, adjacency: np.ndarray) -> tuple[int, np.ndarra
     return int(count), labels
 
 
-def vertex_components(n_vertices: int, faces: np.ndarray) -> tuple[int, np.ndarray]:
-    """Components joined through shared vertices (unused vertices are components of their own)."""
-    rows = faces[:, [0, 1, 2]].ravel()
-    cols = faces[:, [1, 2, 0]].ravel()
-    graph = sparse.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_vertices, n_vertices))
-    count, labels = connected_components(graph, directed=False)
-    return int(count), labels
-
-
 def nonmanifold_vertices(faces: np.ndarray, topology: EdgeTopology | None = None) -> int:
     """Vertices whose corners fall into more than one fan.
 

@@ -133,9 +133,10 @@ _RELS = (
 
 
 def to_3mf(mesh: Mesh, name: str = "surface") -> bytes:
-    """3MF core package, unit millimetre, coordinates in LPS mm (micrometre precision)."""
+    """3MF core package, unit millimetre, coordinates in LPS mm, exact."""
     title = name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-    vertices = "".join(f'<vertex x="{x:.4f}" y="{y:.4f}" z="{z:.4f}"/>' for x, y, z in mesh.vertices_lps.tolist())
+    # repr: the shortest text that reads back to the same double, so a 3MF reloads bit for bit
+    vertices = "".join(f'<vertex x="{x!r}" y="{y!r}" z="{z!r}"/>' for x, y, z in mesh.vertices_lps.tolist())
     triangles = "".join(f'<triangle v1="{a}" v2="{b}" v3="{c}"/>' for a, b, c in mesh.faces.tolist())
     model = (
         '<?xml version="1.0" encoding="UTF-8"?>\n'

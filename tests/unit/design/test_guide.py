@@ -164,3 +164,10 @@ def test_label_text_is_checked() -> None:
     with pytest.raises(InvalidDesignParameters):
         GuideLabel.from_json({"text": "Ü?", "anchor_lps": [0, 0, 0]})
     assert GuideLabel.from_json({"text": "r-3", "anchor_lps": [0, 0, 0]}).text == "R-3"
+
+
+def test_an_entry_point_off_the_bone_is_invalid(bone: trimesh.Trimesh) -> None:
+    floating = Trajectory((25.0, 0.0, 6.0), (0.0, 0.0, 6.0), 2.5)  # 14 mm out from the shaft
+    with pytest.raises(InvalidDesignParameters) as caught:
+        make_guide(bone, REGION, [floating], PARAMS)
+    assert caught.value.details["field"] == "trajectories[0].entry_lps"

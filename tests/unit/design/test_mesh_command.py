@@ -152,8 +152,10 @@ def test_guide_from_the_command_line(bone_file: Path, tmp_path: Path, capsys: py
         trajectories[1],
         str(out_path),
     ]
-    out = run([*argv, "--resolution", "0.6", "--clearance", "0.25"], capsys)
+    label = ["--label", "r", "--label-at", "11,-3,12", "--label-height", "5"]
+    out = run([*argv, "--resolution", "0.6", "--clearance", "0.25", *label], capsys)
     assert out["report"]["parameters"]["clearance_mm"] == 0.25
+    assert out["report"]["label"]["text"] == "R" and out["report"]["guide"]["components"] == 1
     assert [s["inner_diameter_mm"] for s in out["report"]["sleeves"]] == [2.2, 1.8]
     assert is_watertight(np.asarray(_load(out_path).faces))
 

@@ -11,7 +11,7 @@ import pytest
 import trimesh
 
 from server.design.errors import MeshEmpty, MeshFormatError, MeshTooLarge, UnsupportedMeshFormat
-from server.design.meshes import MeshLimits, export_mesh, format_from_name, load_mesh
+from server.design.meshes import MeshLimits, export_mesh, format_from_name, load_mesh, make_mesh
 from server.design.topology import is_watertight
 from tests.unit.design.shapes import sphere
 
@@ -132,3 +132,20 @@ def test_3mf_triangle_count_is_checked_against_the_limit(ball: trimesh.Trimesh) 
 def test_ply_header_face_count_is_checked_against_the_limit(ball: trimesh.Trimesh) -> None:
     with pytest.raises(MeshTooLarge):
         load_mesh(export_mesh(ball, "ply"), "ply", MeshLimits(max_faces=10))
+
+
+def test_an_edge_shorter_than_float32_collapses_cleanly_when_an_stl_is_read() -> None:
+    """Split an edge 1e-7 of its length from one end: the STL's float32 corners weld that vertex away,
+    its two sliver faces collapse, and the mesh reads back closed."""
+    ball = sphere(10.0, (100.0, 100.0, 100.0), subdivisions=2)  # float32 steps of ~8e-6 mm out here
+    # float32-exact corners, so the new vertex (within half a float32 step of `a`) rounds onto `a`
+    vertices, faces = np.asarray(ball.vertices).astype(np.float32).astype(np.float64), np.asarray(ball.faces)
+    a, b, c = faces[0]
+    other = next(i for i in np.flatnonzero(np.isin(faces, [a, b]).sum(axis=1) == 2) if i != 0)
+    d = next(v for v in faces[other] if v not in (a, b))
+    k = len(vertices)
+    split = np.vstack([np.delete(faces, [0, other], axis=0), [[a, k, c], [k, b, c], [b, k, d], [k, a, d]]])
+    mesh = make_mesh(np.vstack([vertices, vertices[a] + (vertices[b] - vertices[a]) * 1e-7]), split)
+    assert is_watertight(split)
+    loaded = load_mesh(export_mesh(mesh, "stl"), "stl")
+    assert len(loaded.faces) == len(faces) and is_watertight(np.asarray(loaded.faces))

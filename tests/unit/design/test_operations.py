@@ -3,6 +3,7 @@ inputs give the same bytes."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -114,3 +115,25 @@ def test_bad_input_bytes_fail_with_the_format_error(inputs: dict[str, InputArtif
             },
             {"plane": PLANE},
         )
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_normalizing_twice_changes_nothing(name: str) -> None:
+    """The edge normalizes a request to answer 4xx at once; the job normalizes again."""
+    normalize = OPERATIONS[name].normalize
+    once = normalize(CASES[name][1])
+    assert normalize(once) == once
+    assert json.loads(json.dumps(once)) == once  # JSON-able as it is
+
+
+def test_guide_label_is_normalized() -> None:
+    raw = dict(CASES["guide"][1], label={"text": "l-3", "anchor_lps": "11,0,12"})
+    once = OPERATIONS["guide"].normalize(raw)
+    assert once["label"] == {
+        "text": "L-3",
+        "anchor_lps": [11.0, 0.0, 12.0],
+        "height_mm": 4.0,
+        "raised_mm": 0.6,
+        "up_lps": [0.0, 0.0, 1.0],
+    }
+    assert OPERATIONS["guide"].normalize(once) == once
