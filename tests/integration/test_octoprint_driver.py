@@ -119,7 +119,7 @@ async def test_a_wrong_api_key_is_rejected_with_octoprint_reason(octoprint: Octo
 async def test_upload_and_start_report_progress_and_layers_until_done(driver: OctoPrintDriver, tmp_path: Path) -> None:
     events = driver.events()
     name = await driver.upload(write_gcode(tmp_path, layers=5), "guide plate.gcode")
-    assert name == "guide_plate.gcode"  # OctoPrint's own sanitized name is the one to use from now on
+    assert name == "guide plate.gcode"  # a space: start() must quote it in the URL
     await driver.start(name)
     seen: list[PrinterEvent] = []
     done = await wait_for(events, kind("done"), seen)
@@ -204,3 +204,22 @@ async def test_killed_octoprint_is_reported_unreachable_and_found_again_after_re
         assert up.status is not None and up.status.state is PrinterState.IDLE  # printer link reopened
         assert (await printer.status()).state is PrinterState.IDLE
         await printer.close()
+
+
+async def test_a_host_that_stops_answering_is_reported_unreachable(octoprint: OctoPrintServer) -> None:
+    await asyncio.to_thread(octoprint.settle)
+    quick = HostTimeouts(request_s=2.0, ping_interval_s=1.0, ping_timeout_s=2.0, backoff_max_s=1.0)
+    printer = OctoPrintDriver(octoprint.url, octoprint.api_key, port="VIRTUAL", timeouts=quick)
+    await printer.connect()
+    events = printer.events()
+    octoprint.freeze()
+    try:
+        down = await wait_for(events, kind("disconnected", source="host"))  # the push channel's ping went unanswered
+        assert "push channel lost" in str(down.detail["reason"])
+        with pytest.raises(PrinterUnreachable, match="ReadTimeout"):
+            await printer.status()
+    finally:
+        octoprint.thaw()
+    await wait_for(events, kind("connected", source="host"))
+    assert (await printer.status()).state is PrinterState.IDLE
+    await printer.close()

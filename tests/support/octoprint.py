@@ -89,7 +89,7 @@ class OctoPrintServer:
                 "_disabled": _DISABLED_PLUGINS,
                 # Its default injects resends at lines 100-115 of every print, which only slows the tests.
                 "virtual_printer": {"enabled": True, "simulated_errors": []},
-                "classicwebcam": {"stream": STREAM_PATH},
+                "classicwebcam": {"_config_version": 1, "stream": STREAM_PATH},  # version set: no migration
             },
         }
 
@@ -179,6 +179,15 @@ class OctoPrintServer:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the host keeps its sockets open but stops answering, as a hung machine does."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
 
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""

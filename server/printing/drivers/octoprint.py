@@ -56,7 +56,6 @@ class OctoPrintDriver:
         webcam_urls: Sequence[str] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._api_key = api_key
         self._port = port
         self._timeouts = timeouts or HostTimeouts()
         self._http = httpx.AsyncClient(
@@ -212,6 +211,7 @@ class OctoPrintDriver:
             open_timeout=self._timeouts.request_s,
             ping_interval=self._timeouts.ping_interval_s,
             ping_timeout=self._timeouts.ping_timeout_s,
+            close_timeout=self._timeouts.ping_timeout_s,  # a hung host never answers the close either
             max_size=16 * 2**20,  # the first `history` message carries the terminal log
         )
         try:

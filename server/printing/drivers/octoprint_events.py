@@ -90,12 +90,12 @@ def build_status(
     )
 
 
-def status_from_push(current: Mapping[str, Any], layer_index: LayerLookup) -> PrinterStatus:
+def status_from_push(current: Mapping[str, Any], layer_index: LayerLookup, previous: PrinterStatus) -> PrinterStatus:
     """A `current` (or `history`) push message → PrinterStatus."""
     state = current.get("state") or {}
     job = current.get("job") or {}
     samples = current.get("temps") or []
-    return build_status(
+    status = build_status(
         text=str(state.get("text") or "Offline"),
         flags=state.get("flags"),
         error=state.get("error") or None,
@@ -104,6 +104,8 @@ def status_from_push(current: Mapping[str, Any], layer_index: LayerLookup) -> Pr
         temps=samples[-1] if samples else {},
         layer_index=layer_index,
     )
+    # `temps` holds only the samples since the last message, often none: the last reading still stands.
+    return status if samples else replace(status, temperatures=previous.temperatures)
 
 
 class OctoPrintMonitor:
@@ -118,7 +120,7 @@ class OctoPrintMonitor:
         events: list[PrinterEvent] = []
         for key in ("history", "current"):
             if isinstance(message.get(key), Mapping):
-                self.status = status_from_push(message[key], self._layer_index)
+                self.status = status_from_push(message[key], self._layer_index, self.status)
                 if self.status != self._told:  # OctoPrint repeats `current` twice a second even when idle
                     self._told = self.status
                     events.append(PrinterEvent("progress", self.status))
