@@ -37,6 +37,7 @@ from server.imaging.slice_service import SliceService
 from server.job_kinds import load_all as load_job_kinds
 from server.jobs_api import router as jobs_router
 from server.ops import router as ops_router
+from server.record import wiring as record_wiring
 from server.rooms.api import router as rooms_router
 from server.rooms.hubs import Hubs
 from server.rooms.job_effects import JobEffects
@@ -67,6 +68,8 @@ def body_limit(settings: Settings, path: str) -> int:
         return settings.upload_max_bytes
     if path.endswith("/meshes"):
         return settings.mesh_max_bytes
+    if path.endswith("/snapshots"):  # a PNG sent as base64 in JSON
+        return settings.snapshot_max_bytes * 4 // 3 + 65536
     return settings.max_request_bytes
 
 
@@ -176,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(imaging_router)
     app.include_router(dicomweb_router)
     app.include_router(design_router)
+    record_wiring.install(app)
     _mount_web(app)
     return app
 

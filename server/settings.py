@@ -112,6 +112,30 @@ class Settings(BaseSettings):
     mesh_max_bytes: int = 512 * 1024**2
     mesh_max_faces: int = 5_000_000
 
+    # Consultation record: notifications, reports, snapshots, re-authentication (server/record/config.py)
+    smtp_host: str = ""  # empty: no e-mail is sent
+    smtp_port: int = 587
+    smtp_from: str = "trinity@localhost"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = True
+    smtp_timeout_s: float = 10.0
+    webhook_urls: str = ""  # comma-separated; each notification is POSTed, signed with webhook_secret
+    webhook_secret: str = ""
+    webhook_timeout_s: float = 10.0
+    notify_max_attempts: int = 5
+    notify_retry_backoff_s: float = 2.0
+    notify_queue_max: int = 10_000
+    public_url: str = ""  # base URL for links in e-mails
+    report_max_snapshots: int = 24
+    report_max_timeline: int = 400
+    report_max_artifacts: int = 100
+    snapshot_max_bytes: int = 8 * 1024 * 1024
+    snapshot_max_pixels: int = 8192 * 8192
+    reauth_max_failures: int = 5
+    reauth_window_s: int = 15 * 60
+    alliance_site_id: str = ""  # the coordinating site whose admins set every site's quota
+
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -7,6 +7,8 @@ from server.artifacts import models as artifacts_models
 from server.cases import models as cases_models
 from server.core import audit, job_store
 from server.imaging import models as imaging_models
+from server.printing import models as printing_models
+from server.record import models as record_models
 from server.rooms import models as rooms_models
 
 metadata = SQLModel.metadata
@@ -18,5 +20,7 @@ __all__ = [
     "imaging_models",
     "job_store",
     "metadata",
+    "printing_models",
+    "record_models",
     "rooms_models",
 ]

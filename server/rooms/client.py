@@ -52,6 +52,8 @@ def state_from_snapshot(snapshot: dict[str, Any]) -> RoomState:
     state.annotations = {a["id"]: a for a in snapshot.get("annotations", [])}
     state.models = {m["id"]: m for m in snapshot.get("models", [])}
     state.chat = list(snapshot.get("chat", []))
+    state.plans = {p["plan_id"]: p for p in snapshot.get("plans", [])}
+    state.snapshots = list(snapshot.get("snapshots", []))
     return state
 
 

@@ -100,6 +100,18 @@ class Hubs:
             await hub.close()
             self.metrics.rooms_loaded.set(len(self._hubs))
 
+    async def evict(self, room_id: str, reason: str) -> None:
+        """Unload a room now, dropping its connections (its stored history was erased): whoever comes
+        back gets the room as stored, under its new epoch."""
+        self._cancel_unload(room_id)
+        hub = self._hubs.pop(room_id, None)
+        if hub is None:
+            return
+        for conn in list(hub.connections.values()):
+            conn.drop(4003, reason)
+        await hub.close()
+        self.metrics.rooms_loaded.set(len(self._hubs))
+
     def _cancel_unload(self, room_id: str) -> None:
         task = self._unload_tasks.pop(room_id, None)
         if task:

@@ -69,6 +69,12 @@ POINTER = "pointer"
 CAMERA = "camera"
 PRESENCE = "presence"
 PING = "ping"
+# Video signaling (docs/protocol.md, "Video"): ephemeral, routed to server/rooms/video, never stored.
+RTC_PREFIX = "rtc."
+RTC_CLIENT_TYPES = frozenset(
+    {"rtc.join", "rtc.answer", "rtc.ice", "rtc.state", "rtc.renegotiate", "rtc.leave"}
+    | {"rtc.consent", "rtc.record", "rtc.sync"}
+)
 
 # Sequenced (persisted) operation kinds a client may send inside an `op` frame.
 OP_KINDS = frozenset(
@@ -86,7 +92,7 @@ OP_KINDS = frozenset(
         "scene.model.set",
     }
 )
-SYSTEM_OP_KINDS = frozenset({"room.archive", "presenter.release"})
+SYSTEM_OP_KINDS = frozenset({"room.archive", "presenter.release", "plan.propose", "plan.decide", "record.snapshot"})
 
 ANNOTATION_KINDS = frozenset({"marker", "distance", "angle", "plane", "trajectory", "note"})
 MAX_ID_CHARS = 64

@@ -23,6 +23,7 @@ from server.rooms.protocol import (
     identifier,
     require,
 )
+from server.rooms.record import decide_record, evolve_record
 from server.rooms.scene import color, decide_model
 
 RoomRole = Literal["owner", "participant", "observer", "system"]
@@ -74,6 +75,8 @@ class RoomState:
     redo: dict[str, list[UndoEntry]] = field(default_factory=dict)
     op_index: dict[tuple[str, str], int] = field(default_factory=dict)  # (user, op_id) -> seq
     history_refs: dict[str, set[str]] = field(default_factory=dict)  # annotation -> users whose history has it
+    plans: dict[str, dict[str, Any]] = field(default_factory=dict)  # plan versions shown in the room (record.py)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
 
     def seen(self, user_id: str, op_id: str) -> int | None:
         return self.op_index.get((user_id, op_id))
@@ -86,6 +89,8 @@ class RoomState:
             "models": list(self.models.values()),
             "presenter": self.presenter,
             "chat": self.chat[-CHAT_IN_SNAPSHOT:],
+            "plans": sorted(self.plans.values(), key=lambda p: p["version"]),
+            "snapshots": list(self.snapshots),
         }
 
 
@@ -247,6 +252,9 @@ def decide(
         return Decision("chat.message", {"text": text})
     if kind.startswith("presenter."):
         return _decide_presenter(state, actor, kind, payload, members or {})
+    if kind.startswith(("plan.", "record.")):
+        recorded = decide_record(state.plans, actor.role == "system", kind, payload)
+        return Decision(recorded.kind, recorded.data)
     if not actor.can_edit:
         raise OpRejected(ErrorCode.FORBIDDEN, f"{actor.role}s cannot change annotations or the scene")
     if kind.startswith("annotation."):
@@ -335,6 +343,8 @@ def evolve(state: RoomState, event: dict[str, Any], *, track_history: bool = Tru
         state.models[data["id"]].update(data)
     elif kind == "room.archived":
         state.archived = True
+    elif kind.startswith(("plan.", "record.")):
+        evolve_record(state.plans, state.snapshots, event)
     if track_history and event.get("op_id"):
         state.op_index[(event["user"], event["op_id"])] = event["seq"]
     state.seq = event["seq"]
