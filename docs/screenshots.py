@@ -9,6 +9,9 @@ playwright package (never `playwright install`), and saves:
     docs/img/room.png           the demo room with annotations of every kind, the annotations panel open
     docs/img/room-follower.png  the second user's view, following the presenter, chat open
     docs/img/room-tablet.png    the room on a tablet in portrait (the side panel moves below the view)
+    docs/img/room-imaging.png   a synthetic CT in the demo case: its bone model, the slice viewer with the
+                                linked cursor, the Imaging tab (series, ingest report)
+    docs/img/room-design.png    the Design tab: the model's versions and the cut form, after a cut
 
 Needs the built web client (`make web`).
 """
@@ -20,6 +23,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,8 @@ from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: make the repo importable
+from tests.support.imaging_flow import zip_folder  # noqa: E402
+from tests.support.phantoms import write_series  # noqa: E402
 from tests.support.process import ServerProcess  # noqa: E402
 
 OUT = ROOT / "docs" / "img"
@@ -68,6 +74,96 @@ def demo_room_id(base: str) -> str:
     headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
     rooms = httpx.get(f"{base}/api/rooms", headers=headers).json()
     return str(next(room["id"] for room in rooms if room["title"].startswith("Demo")))
+
+
+def seed_ct(base: str, room: str) -> None:
+    """A synthetic CT (tests.support.phantoms) uploaded into the demo room's case, and its bone model."""
+    r = httpx.post(f"{base}/api/auth/login", json={"username": SURGEON[0], "password": SURGEON[1]})
+    r.raise_for_status()
+    headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    case = httpx.get(f"{base}/api/rooms/{room}", headers=headers).json()["case_id"]
+    with tempfile.TemporaryDirectory() as folder:
+        written = write_series(Path(folder) / "series", series_description="Phantom CT, bone kernel")
+        study = zip_folder(written.paths, {"study/README.txt": b"the scanner's export notes"})
+    files = [("files", ("study.zip", study, "application/zip"))]
+    upload = httpx.post(
+        f"{base}/api/cases/{case}/imaging/uploads", params={"room_id": room}, files=files, headers=headers, timeout=60
+    )
+    upload.raise_for_status()
+    wait_job(base, headers, upload.json()["job"]["id"])
+    series = httpx.get(f"{base}/api/cases/{case}/imaging/series", headers=headers).json()[0]["id"]
+    body = {"name": "Mandible phantom", "preset": "bone", "keep": "all", "room_id": room}
+    model = httpx.post(f"{base}/api/cases/{case}/imaging/series/{series}/models", json=body, headers=headers)
+    model.raise_for_status()
+    wait_job(base, headers, model.json()["id"])
+
+
+def wait_job(base: str, headers: dict[str, str], job_id: str) -> None:
+    for _ in range(1200):
+        state = httpx.get(f"{base}/api/jobs/{job_id}", headers=headers).json()["state"]
+        if state == "succeeded":
+            return
+        if state in ("failed", "cancelled"):
+            raise RuntimeError(f"job {job_id} {state}")
+        time.sleep(0.1)
+    raise TimeoutError(f"job {job_id} did not finish")
+
+
+def imaging_and_design(browser: Browser, base: str) -> None:
+    """In a new room on the demo case (no annotations of the placeholder in the way): the slice viewer over
+    the model, then a cut from the Design tab with a plane placed on the model."""
+    r = httpx.post(f"{base}/api/auth/login", json={"username": SURGEON[0], "password": SURGEON[1]})
+    r.raise_for_status()
+    headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    case = httpx.get(f"{base}/api/rooms/{demo_room_id(base)}", headers=headers).json()["case_id"]
+    body = {"title": "CT planning on the demo case", "case_id": case}
+    room = httpx.post(f"{base}/api/rooms", json=body, headers=headers).json()["id"]
+    seed_ct(base, room)
+    page = open_room(browser, base, room, SURGEON)
+    page.wait_for_selector("[data-testid=placeholder-label]", state="hidden", timeout=15_000)
+    page.click("[data-testid=tab-imaging]")
+    page.click("[data-testid=series-view-slices]")
+    page.wait_for_selector("[data-testid=slice-image-sagittal][data-index]")
+    box = page.locator("[data-testid=slice-frame-axial]").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.42)
+    page.wait_for_timeout(500)  # the other planes' images load
+    shot(page, "room-imaging.png")
+    page.click("[data-testid=slices-close]")
+
+    # A plane pressed on the model (wherever the view shows it) and tilted, then a cut along it.
+    planes = page.locator("[data-testid=annotation-item][data-kind=plane]").count()
+    x, y = page.evaluate(SURFACE_POINT)
+    page.locator("[data-testid=viewport-canvas]").focus()
+    page.keyboard.press("p")
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for i in range(1, 11):
+        page.mouse.move(x + 6 * i, y)
+    page.mouse.up()
+    page.wait_for_function(
+        "(n) => document.querySelectorAll('[data-testid=annotation-item][data-kind=plane]').length > n", arg=planes
+    )
+    page.keyboard.press("Escape")
+    page.click("[data-testid=tab-design]")
+    page.select_option("[data-testid=design-op]", "cut")
+    page.click("[data-testid=design-run]")
+    page.wait_for_selector("[data-testid=design-job][data-state=succeeded]", timeout=60_000)
+    page.wait_for_selector("[data-testid=design-model]:has-text('(resected)')")
+    page.wait_for_timeout(800)  # the new version and the piece load
+    orbit(page, 170, -30)  # the plane seen from its side, the cut face and the piece beside it
+    shot(page, "room-design.png")
+    page.context.close()
+
+
+# The page coordinates of a point of the 3D view that shows a model's surface (searched from the centre out).
+# Two animation frames first: the view may just have been resized (slices closed) and not yet re-laid out.
+SURFACE_POINT = """async () => { await new Promise((ok) => requestAnimationFrame(() => requestAnimationFrame(ok)));
+    const v = window.__trinity.viewport; const r = v.canvas.getBoundingClientRect();
+    for (let d = 0; d < 0.45; d += 0.02) for (const [fx, fy] of [[0.5 + d, 0.5], [0.5 - d, 0.5], [0.5, 0.5 + d],
+        [0.5, 0.5 - d]]) { const x = r.left + r.width * fx, y = r.top + r.height * fy;
+        if (v.pick(x, y)?.modelId) return [x, y]; }
+    throw new Error("no model surface in view"); }"""
 
 
 def login(page: Page, who: tuple[str, str]) -> None:
@@ -246,6 +342,9 @@ def main() -> int:
             tablet.click("[data-testid=tab-annotations]")
             tablet.wait_for_timeout(1000)
             shot(tablet, "room-tablet.png")
+            tablet.context.close()
+
+            imaging_and_design(browser, base)
         finally:
             browser.close()
     for problem in PROBLEMS:

@@ -66,6 +66,8 @@ def to_view(record: JobRecord) -> JobView:
         record.error,
         record.attempts,
         timings,
+        record.submitted_by,
+        str(record.params.get("operation", "")) if isinstance(record.params, dict) else "",
     )
 
 
@@ -174,4 +176,6 @@ def job_frame(record: JobRecord) -> dict[str, Any]:
         "message": view.message,
         "error": view.error,
         "result": view.result,
+        "submitted_by": view.submitted_by,
+        "operation": view.operation or None,
     }

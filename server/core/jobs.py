@@ -63,6 +63,8 @@ class JobView:
     error: str | None = None
     attempts: int = 0
     timings: dict[str, int] = field(default_factory=dict)
+    submitted_by: str = ""
+    operation: str = ""  # a design job's operation (cut, guide, ...), so a client can name it before it ends
 
 
 class JobRunner(Protocol):

@@ -164,7 +164,8 @@ async def build_model(
         "site_id": case.site_id,
         "series_id": series_id,
         "target_faces": faces,
-        "lineage_id": body.lineage_id or f"model-{series_id[:12]}-{body.preset}",
+        # One model per series, preset and room: rebuilding it in the same room makes version 2.
+        "lineage_id": body.lineage_id or f"model-{series_id[:10]}-{body.preset}-{(room or 'case')[:10]}",
     }
     return await submit_job(request, principal, "imaging.build_model", params, room)
 
@@ -232,12 +233,9 @@ async def slice_png(
             row = artifacts.latest(db, repo.volume_lineage(series_id))
             if row is None:
                 raise NotFound("this series has no volume")
-            audit.record_by(
-                db, principal, "imaging.slices", target_type="series", target_id=series_id, ip=client_ip(request)
-            )
-            return row
+            return row  # opening the series' volume is the audited access, not each image
 
-    row = await request.app.state.db.run_write(check)
+    row = await request.app.state.db.run_read(check)
     png = await asyncio.to_thread(render_slice, request.app.state, row, plane, index, window)
     return Response(png, media_type="image/png", headers={"cache-control": "private, max-age=3600"})
 

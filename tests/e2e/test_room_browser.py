@@ -2,139 +2,57 @@
 
 Needs web/dist (``cd web && npm ci && npm run build``), Debian's Chromium (/usr/bin/chromium, or
 TRINITY_CHROMIUM) and the Python ``playwright`` package; never ``playwright install``. The server
-is a real ``python -m server.cli serve --demo`` subprocess on a free port, data in a tmp dir.
+is a real ``python -m server.cli serve --demo`` subprocess on a free port, data in a tmp dir
+(fixtures in conftest.py, shared helpers in tests/support/browser.py).
 """
 
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
-import playwright.sync_api as playwright_sync
 import pytest
 
-from tests.support.process import ServerProcess
-from tests.support.services import missing
+from tests.support.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DIST,
+    ENGINEER,
+    LIMITS,
+    SURGEON,
+    Page,
+    User,
+    canvas_point,
+    click_surface,
+    create_room,
+    open_user,
+    token,
+    wait_online,
+)
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parents[2]
-DIST = ROOT / "web" / "dist" / "index.html"
-CHROMIUM = os.environ.get("TRINITY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-angle=swiftshader",
-    "--enable-unsafe-swiftshader",
-]
-# The server runs with room limits other than the defaults, so the tests show that the client paces and
-# sizes its frames by the `limits` the server announces, not by constants of its own.
-LIMITS = {"rate_per_s": 40, "burst": 40, "max_message_bytes": 48_000, "pointer_max_hz": 20, "camera_max_hz": 30}
-LIMITS_ENV = {
-    "TRINITY_WS_RATE_PER_S": str(LIMITS["rate_per_s"]),
-    "TRINITY_WS_RATE_BURST": str(LIMITS["burst"]),
-    "TRINITY_WS_MAX_MESSAGE_BYTES": str(LIMITS["max_message_bytes"]),
-}
-SURGEON = ("surgeon", "surgeon-demo-pass")
-ENGINEER = ("engineer", "engineer-demo-pass")
-
-Page = Any  # playwright.sync_api.Page
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("trinity-e2e")
-    env = {**LIMITS_ENV, "TRINITY_DATA_DIR": str(data), "TRINITY_DEMO": "true"}
-    process = ServerProcess(env, data / "server.log").start()
-    try:
-        yield process.base_url
-    finally:
-        process.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not DIST.exists():
-        missing("the built web client (web/dist)", "run `make web` (cd web && npm ci && npm run build)")
-    if not Path(CHROMIUM).exists():
-        missing(
-            f"Chromium at {CHROMIUM}",
-            "apt-get install -y --no-install-recommends chromium (never `playwright install`)",
-        )
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-def _token(base: str, who: tuple[str, str]) -> str:
-    r = httpx.post(f"{base}/api/auth/login", json={"username": who[0], "password": who[1]})
-    r.raise_for_status()
-    return str(r.json()["access_token"])
+# Older names, still imported from here by test_video_browser.py; new tests import tests.support.browser.
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "DIST", "ENGINEER", "SURGEON", "_open", "_token"]
+_open = open_user
+_token = token
 
 
 @pytest.fixture
 def room_id(server: str, request: pytest.FixtureRequest) -> str:
     """A fresh room per test: the surgeon owns it, the engineer joins through an invite link."""
-    owner = {"Authorization": f"Bearer {_token(server, SURGEON)}"}
-    room = httpx.post(f"{server}/api/rooms", json={"title": f"e2e {request.node.name}"}, headers=owner).json()
-    invite = httpx.post(f"{server}/api/rooms/{room['id']}/invites", json={}, headers=owner).json()
-    guest = {"Authorization": f"Bearer {_token(server, ENGINEER)}"}
-    httpx.post(f"{server}/api/invites/{invite['token']}/accept", headers=guest).raise_for_status()
-    return str(room["id"])
-
-
-@dataclass
-class User:
-    page: Page
-    context: Any
-    errors: list[str]
-
-
-def _open(browser: Any, server: str, who: tuple[str, str], room: str) -> User:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"{server}/#/rooms/{room}")  # not logged in: the app sends us to login and back
-    page.fill("[data-testid=login-username]", who[0])
-    page.fill("[data-testid=login-password]", who[1])
-    page.click("[data-testid=login-submit]")
-    _wait_online(page)
-    return User(page, context, errors)
-
-
-def _wait_online(page: Page, timeout: float = 10_000) -> None:
-    page.wait_for_selector("[data-testid=connection-status].online", timeout=timeout)
+    return create_room(server, f"e2e {request.node.name}")
 
 
 @pytest.fixture
 def pair(browser: Any, server: str, room_id: str) -> Iterator[tuple[User, User]]:
-    a = _open(browser, server, SURGEON, room_id)
-    b = _open(browser, server, ENGINEER, room_id)
+    a = open_user(browser, server, SURGEON, room_id)
+    b = open_user(browser, server, ENGINEER, room_id)
     yield a, b
     for u in (a, b):
         assert not u.errors, u.errors
         u.context.close()
-
-
-def _canvas_point(page: Page, fx: float, fy: float) -> tuple[float, float]:
-    box = page.locator("[data-testid=viewport-canvas]").bounding_box()
-    return box["x"] + box["width"] * fx, box["y"] + box["height"] * fy
-
-
-def _click_surface(page: Page, fx: float, fy: float) -> None:
-    x, y = _canvas_point(page, fx, fy)
-    page.mouse.click(x, y)
 
 
 def _annotation_values(page: Page, kind: str) -> list[str]:
@@ -157,13 +75,13 @@ def test_marker_and_distance_reach_the_other_user_within_a_second(
     a, b = pair
     # The placeholder bone fills the middle of the view, its shaft vertical through the centre.
     a.page.keyboard.press("m")
-    _click_surface(a.page, 0.5, 0.5)
+    click_surface(a.page, 0.5, 0.5)
     a.page.wait_for_selector("[data-testid=annotation-item][data-kind=marker]", timeout=5000)
     b.page.wait_for_selector("[data-testid=annotation-item][data-kind=marker]", timeout=1000)
 
     a.page.keyboard.press("d")
-    _click_surface(a.page, 0.5, 0.35)
-    _click_surface(a.page, 0.5, 0.65)
+    click_surface(a.page, 0.5, 0.35)
+    click_surface(a.page, 0.5, 0.65)
     a.page.wait_for_selector("[data-testid=annotation-item][data-kind=distance]", timeout=5000)
     b.page.wait_for_selector("[data-testid=annotation-item][data-kind=distance]", timeout=1000)
 
@@ -185,7 +103,7 @@ def test_followers_camera_follows_the_presenter(pair: tuple[User, User]) -> None
     before = _pose(b.page)
 
     # Orbit A's view with a real mouse drag.
-    x, y = _canvas_point(a.page, 0.5, 0.5)
+    x, y = canvas_point(a.page, 0.5, 0.5)
     a.page.mouse.move(x, y)
     a.page.mouse.down()
     for i in range(1, 11):
@@ -209,7 +127,7 @@ def test_followers_camera_follows_the_presenter(pair: tuple[User, User]) -> None
 def test_reload_restores_the_room(pair: tuple[User, User]) -> None:
     a, b = pair
     a.page.keyboard.press("m")
-    _click_surface(a.page, 0.5, 0.5)
+    click_surface(a.page, 0.5, 0.5)
     a.page.click("[data-testid=tab-chat]")
     a.page.fill("[data-testid=chat-input]", "before reload")
     a.page.press("[data-testid=chat-input]", "Enter")
@@ -218,7 +136,7 @@ def test_reload_restores_the_room(pair: tuple[User, User]) -> None:
     b.page.wait_for_selector("[data-testid=presenter-badge]", timeout=3000)
 
     b.page.reload()
-    _wait_online(b.page)
+    wait_online(b.page)
     assert b.page.locator("[data-testid=annotation-item][data-kind=marker]").count() == 1
     b.page.click("[data-testid=tab-chat]")
     assert "before reload" in b.page.locator("[data-testid=chat-message]").all_inner_texts()[-1]
@@ -253,7 +171,7 @@ def test_dropped_connection_shows_banner_and_catches_up(pair: tuple[User, User])
     a.page.press("[data-testid=chat-input]", "Enter")
     a.page.locator("[data-testid=viewport-canvas]").focus()
     a.page.keyboard.press("m")
-    _click_surface(a.page, 0.5, 0.5)
+    click_surface(a.page, 0.5, 0.5)
     a.page.wait_for_selector("[data-testid=annotation-item][data-kind=marker]", state="attached", timeout=3000)
     b.page.fill("[data-testid=chat-input]", "typed while offline")
     b.page.press("[data-testid=chat-input]", "Enter")
@@ -392,7 +310,7 @@ def test_create_room_and_join_with_an_invite_link(browser: Any, server: str) -> 
         owner.wait_for_selector("[data-testid=room-item]")  # the demo room
         owner.fill("[data-testid=room-create-title]", "Invite flow")
         owner.click("[data-testid=room-create]")
-        _wait_online(owner)
+        wait_online(owner)
         assert owner.inner_text("[data-testid=room-title]") == "Invite flow"
         owner.click("[data-testid=invite-button]")
         owner.click("[data-testid=invite-create]")
@@ -404,7 +322,7 @@ def test_create_room_and_join_with_an_invite_link(browser: Any, server: str) -> 
         guest.fill("[data-testid=login-username]", ENGINEER[0])
         guest.fill("[data-testid=login-password]", ENGINEER[1])
         guest.click("[data-testid=login-submit]")
-        _wait_online(guest)
+        wait_online(guest)
         assert guest.inner_text("[data-testid=room-title]") == "Invite flow"
         owner.wait_for_selector(
             "[data-testid=presence-item][data-status=active]:has-text('Eli Engineer')", timeout=3000

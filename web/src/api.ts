@@ -98,11 +98,16 @@ export function onLoggedOut(fn: () => void): void {
 }
 
 async function parseError(res: Response): Promise<ApiError> {
+  return errorFromBody(res.status, res.statusText, await res.text().catch(() => ""));
+}
+
+/** Every 4xx/5xx of the server carries `{"error": {"code", "message"}}`; anything else keeps the status. */
+function errorFromBody(status: number, statusText: string, text: string): ApiError {
   try {
-    const body = (await res.json()) as { error?: { code?: string; message?: string } };
-    return new ApiError(res.status, body.error?.code ?? "error", body.error?.message ?? res.statusText);
+    const body = JSON.parse(text) as { error?: { code?: string; message?: string } };
+    return new ApiError(status, body.error?.code ?? "error", body.error?.message ?? (statusText || `HTTP ${status}`));
   } catch {
-    return new ApiError(res.status, "error", res.statusText || `HTTP ${res.status}`);
+    return new ApiError(status, "error", statusText || `HTTP ${status}`);
   }
 }
 
@@ -153,6 +158,47 @@ export async function request<T>(method: string, path: string, body?: unknown, r
   }
   if (res.status === 204) return undefined as T;
   return (await res.json()) as T;
+}
+
+/** GET a binary resource (slice images) with the session's token; refreshes once after a 401. */
+export async function getBlob(path: string, signal?: AbortSignal, retried = false): Promise<Blob> {
+  const headers: Record<string, string> = session ? { Authorization: `Bearer ${await accessToken()}` } : {};
+  const res = await fetch(path, { headers, signal });
+  if (res.status === 401 && session && !retried) {
+    await refresh();
+    return getBlob(path, signal, true);
+  }
+  if (!res.ok) throw await parseError(res);
+  return res.blob();
+}
+
+export type UploadProgress = (sentBytes: number, totalBytes: number) => void;
+
+/**
+ * POST multipart/form-data. XMLHttpRequest rather than fetch because only it reports upload progress,
+ * which matters for a CT study of several hundred megabytes. Refreshes the token once after a 401.
+ */
+export async function uploadForm<T>(path: string, form: FormData, onProgress?: UploadProgress, retried = false): Promise<T> {
+  const token = session ? await accessToken() : null;
+  const { status, statusText, text } = await new Promise<{ status: number; statusText: string; text: string }>((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", path);
+    if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+    xhr.upload.onprogress = (e) => onProgress?.(e.loaded, e.lengthComputable ? e.total : 0);
+    xhr.onload = () => resolve({ status: xhr.status, statusText: xhr.statusText, text: xhr.responseText });
+    xhr.onerror = () => reject(new ApiError(0, "network", "The upload was interrupted (network error)."));
+    xhr.send(form);
+  });
+  if (status === 401 && session && !retried) {
+    await refresh();
+    return uploadForm<T>(path, form, onProgress, true);
+  }
+  if (status < 200 || status >= 300) {
+    const err = errorFromBody(status, statusText, text);
+    if (status === 401) forget();
+    throw err;
+  }
+  return JSON.parse(text) as T;
 }
 
 export async function login(username: string, password: string): Promise<void> {

@@ -35,11 +35,20 @@ export interface Annotation {
   deleted?: boolean;
 }
 
+/** One stored version of a scene model's lineage (the CT bone, then its cut, its repair…). */
+export interface ModelVersion {
+  version: number;
+  url?: string | null;
+  artifact_id?: string | null;
+}
+
 export interface SceneModel {
   id: string;
   name: string;
   url?: string | null;
   artifact_id?: string | null;
+  version?: number;
+  versions?: ModelVersion[];
   visible: boolean;
   opacity: number;
   color: string;
@@ -179,6 +188,20 @@ export interface PresenceFrame extends PresenceInfo {
   type: "presence";
 }
 
+export type JobState = "queued" | "running" | "succeeded" | "failed" | "cancelled";
+
+/** A job of this room changed state or progressed (docs/protocol.md §6); never stored in the room log. */
+export interface JobFrame {
+  type: "job";
+  id: string;
+  kind: string;
+  state: JobState;
+  progress: number;
+  message: string;
+  error: string | null;
+  result: Record<string, unknown> | null;
+}
+
 export type ServerFrame =
   | WelcomeFrame
   | ResumedFrame
@@ -188,6 +211,7 @@ export type ServerFrame =
   | PointerFrame
   | CameraFrame
   | PresenceFrame
+  | JobFrame
   | { type: "pong"; t: unknown };
 
 export interface OpFrame {

@@ -17,6 +17,7 @@ import {
   type CameraFrame,
   type ErrorFrame,
   type EventFrame,
+  type JobFrame,
   type Limits,
   type OpFrame,
   type PointerFrame,
@@ -36,6 +37,7 @@ interface SocketEvents {
   pointer: PointerFrame;
   camera: CameraFrame;
   presence: PresenceFrame;
+  job: JobFrame;
   opError: { error: ErrorFrame; op: OpFrame };
   error: ErrorFrame;
   pending: number;
@@ -325,6 +327,9 @@ export class RoomSocket extends Emitter<SocketEvents> {
         if (frame.status === "offline") state.presence.delete(frame.user);
         else state.presence.set(frame.user, { user: frame.user, status: frame.status, color: frame.color, name: frame.name });
         this.emit("presence", frame);
+        break;
+      case "job":
+        this.emit("job", frame);
         break;
       default:
         break;

@@ -34,6 +34,8 @@ export interface ToolDeps {
   onChange: () => void;
   onHover: (hit: SurfaceHit | null) => void;
   needNoteText: () => void;
+  /** A click (not a drag) on the surface while navigating: the CT slices' linked cursor goes there. */
+  onNavigateClick: (hit: SurfaceHit) => void;
 }
 
 export class ToolController {
@@ -58,6 +60,7 @@ export class ToolController {
     el.addEventListener("pointerleave", () => {
       this.lastClient = null;
       this.hoverDirty = true;
+      viewport.requestRender();
     });
     viewport.onFrame(() => this.updateHover());
     viewport.onViewChange(() => (this.hoverDirty = this.lastClient !== null));
@@ -111,6 +114,7 @@ export class ToolController {
   private onMove = (ev: PointerEvent): void => {
     this.lastClient = { x: ev.clientX, y: ev.clientY };
     this.hoverDirty = true;
+    this.deps.viewport.requestRender(); // the hover pick runs before the next frame
     const drag = this.planeDrag;
     if (!drag) return;
     ev.stopPropagation();
@@ -135,10 +139,12 @@ export class ToolController {
       this.finish("plane", { point: vec(hit.point), normal: vec(normal), ...modelOf([hit]) });
       return;
     }
-    if (!down || down.id !== ev.pointerId || this.tool === "select") return;
+    if (!down || down.id !== ev.pointerId) return;
     if (Math.hypot(ev.clientX - down.x, ev.clientY - down.y) > CLICK_SLOP_PX) return; // it was an orbit
     const hit = this.deps.viewport.pick(ev.clientX, ev.clientY);
-    if (hit) this.addPoint(hit);
+    if (!hit) return;
+    if (this.tool === "select") this.deps.onNavigateClick(hit);
+    else this.addPoint(hit);
   };
 
   private isCanvas(ev: Event): boolean {
@@ -199,7 +205,7 @@ export class ToolController {
     if (this.tool !== "select") this.redraw();
   }
 
-  private redraw(): void {
+  private rebuildPreview(): void {
     disposeChildren(this.preview);
     const color = this.deps.color();
     const pts = this.points.map((p) => p.point);
@@ -214,6 +220,12 @@ export class ToolController {
     if (this.tool === "plane") this.preview.add(planeMesh(h, this.hover.normal, color));
     if (pts.length > 0 && (this.tool === "distance" || this.tool === "angle")) this.preview.add(polyline([...pts, h], color));
     if (pts.length === 1 && this.tool === "trajectory") this.preview.add(cylinderBetween(pts[0], h, this.diameterMm, color));
+  }
+
+  /** Rebuild the preview and ask for the frame that shows it. */
+  private redraw(): void {
+    this.rebuildPreview();
+    this.deps.viewport.requestRender();
   }
 }
 

@@ -1,11 +1,13 @@
 /** The consultation room: viewport, tools, side panels, wired to the room socket. */
 import type { Object3D } from "three";
-import { accessToken } from "../api";
+import { accessToken, api } from "../api";
 import { CameraSync } from "../cameraSync";
 import { h, randomId, toast } from "../dom";
 import { CLOSE_REASONS, type AnnotationData, type AnnotationKind, type EventFrame } from "../protocol";
 import { RoomSocket } from "../roomSocket";
+import { JobStore } from "../jobs";
 import { AnnotationLayer } from "../scene/annotations3d";
+import { Cursor3D } from "../scene/cursor3d";
 import { ModelLayer } from "../scene/models";
 import { PointerLayer } from "../scene/pointers";
 import { Viewport, type SurfaceHit } from "../scene/viewport";
@@ -18,10 +20,15 @@ import { makeOp, type RoomContext } from "../panels/context";
 import { inviteButton } from "../panels/invite";
 import { PresencePanel } from "../panels/presence";
 import { PresenterControls } from "../panels/presenter";
-import { JobsPanel, ScenePanel } from "../panels/scene";
+import { DesignPanel } from "../panels/design/designPanel";
+import { ImagingPanel } from "../panels/imaging/imagingPanel";
+import { JobsPanel } from "../panels/jobs";
+import { ScenePanel } from "../panels/scene";
+import { SliceViewer } from "../slices/sliceViewer";
 import { SideTabs } from "../panels/tabs";
 import { Toolbar } from "../panels/toolbar";
 import { trackActivity } from "../activity";
+import { mountVideo } from "../video"; // video: the call dock (web/src/video/README.md)
 
 export function mountRoom(root: HTMLElement, roomId: string): () => void {
   const socket = new RoomSocket(roomId, (force) => accessToken(force));
@@ -34,6 +41,7 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
       ctx.selected = id;
       annotations3d.select(id);
       annotationsPanel.render();
+      viewport.requestRender();
     },
     op: makeOp(socket),
   };
@@ -48,6 +56,7 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
   const fatal = h("div", { class: "fatal", testid: "room-fatal", hidden: true });
   const viewportWrap = h("div", { class: "viewport-wrap" }, viewportEl, placeholderBadge, followBadge, banner, fatal);
   const side = h("aside", { class: "side", testid: "side-panel" });
+  const stage = h("div", { class: "stage" }, viewportWrap);
   const sideToggle = h("button", { class: "btn ghost side-toggle", testid: "side-toggle", title: "Show or hide the side panel", onclick: () => root.classList.toggle("side-collapsed") }, icon("menu"));
   const headerRight = h("div", { class: "header-right" });
   const header = h(
@@ -59,7 +68,7 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
     headerRight,
     sideToggle,
   );
-  root.replaceChildren(h("div", { class: "room" }, header, h("div", { class: "room-body" }, viewportWrap, side)));
+  root.replaceChildren(h("div", { class: "room" }, header, h("div", { class: "room-body" }, stage, side)));
   root.classList.add("room-root");
 
   // ---- 3D -----------------------------------------------------------------------------------------
@@ -70,9 +79,19 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
   const models = new ModelLayer(viewport.pickables, frameUnlessFollowing, async () => `Bearer ${await accessToken()}`);
   viewport.frameObject(models.placeholder);
   const annotations3d = new AnnotationLayer(viewport.overlay);
-  const pointers = new PointerLayer(viewport.overlay);
-  viewport.onFrame(() => pointers.tick());
+  const pointers = new PointerLayer(viewport.overlay, () => viewport.requestRender());
   const cameraSync = new CameraSync(socket, viewport);
+  const cursor3d = new Cursor3D(viewport.overlay, () => viewport.requestRender());
+  // The slice viewer docks under the 3D view; its linked cursor is drawn in 3D as well.
+  const slices = new SliceViewer(
+    (lps) => cursor3d.set(lps),
+    (open) => stage.classList.toggle("with-slices", open),
+  );
+  stage.append(slices.el);
+  const jobs = new JobStore(roomId);
+  // Fetched once for the panels that need the room's case (the welcome frame has it too, but only later).
+  const roomInfo = api.room(roomId);
+  roomInfo.catch(() => undefined); // each panel reports its own failure when it needs the room
 
   const tools = new ToolController({
     viewport,
@@ -85,6 +104,9 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
       toast("Type the note text first.", "error");
       toolbar.focusNote();
     },
+    onNavigateClick: (hit) => {
+      if (slices.isOpen) void slices.locate([hit.point.x, hit.point.y, hit.point.z]);
+    },
   });
 
   // ---- panels -------------------------------------------------------------------------------------
@@ -94,20 +116,34 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
   const chatPanel = new ChatPanel(ctx);
   const presencePanel = new PresencePanel(ctx);
   const scenePanel = new ScenePanel(ctx, models);
+  const imagingPanel = new ImagingPanel({
+    roomId,
+    room: roomInfo,
+    jobs,
+    canEdit: () => state.canEdit,
+    openSlices: (caseId, series, label) => void slices.open(caseId, series, label),
+    cursor: () => slices.cursor(),
+  });
+  const designPanel = new DesignPanel({ ctx, roomId, room: roomInfo, jobs });
+  const jobsPanel = new JobsPanel(jobs, (job) => state.you?.role === "owner" || jobs.startedHere(job.id));
   const presenter = new PresenterControls(ctx, cameraSync);
   headerRight.append(presenter.el);
   const tabs = new SideTabs([
     { id: "annotations", label: "Annotations", el: annotationsPanel.el },
     { id: "chat", label: "Chat", el: chatPanel.el },
     { id: "scene", label: "Scene", el: scenePanel.el },
-    { id: "jobs", label: "Jobs", el: new JobsPanel().el },
+    { id: "imaging", label: "Imaging", el: imagingPanel.el, onShow: () => imagingPanel.show() },
+    { id: "design", label: "Design", el: designPanel.el, onShow: () => designPanel.show() },
+    { id: "jobs", label: "Jobs", el: jobsPanel.el },
   ]);
   chatPanel.onUnread = () => tabs.markUnread("chat");
   side.append(presencePanel.el, tabs.el);
   cameraSync.onFollowChange = () => renderFollow();
   models.onLoaded = () => {
     scenePanel.render();
+    designPanel.render();
     placeholderBadge.hidden = !models.showingPlaceholder;
+    viewport.requestRender();
   };
 
   function renderAll(): void {
@@ -120,10 +156,12 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
     chatPanel.render();
     presencePanel.render();
     scenePanel.render();
+    designPanel.render();
     presenter.render();
     toolbar.render();
     renderFollow();
     root.classList.toggle("read-only", !state.canEdit);
+    viewport.requestRender();
   }
 
   function syncAnnotations(): void {
@@ -131,6 +169,8 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
     annotations3d.sync(state.annotations, (a) => a.color ?? state.colorOf(a.author));
     annotations3d.select(ctx.selected);
     annotationsPanel.render();
+    designPanel.render(); // its plane, marker and trajectory choices
+    viewport.requestRender();
   }
 
   function renderFollow(): void {
@@ -160,7 +200,9 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
     renderAll();
     cameraSync.update(kind === "welcome");
     renderConnection();
+    jobs.load().catch((err) => console.warn("could not list the room's jobs", err));
   });
+  socket.on("job", (frame) => jobs.fromFrame(frame));
   socket.on("event", (e: EventFrame) => {
     if (e.kind.startsWith("annotation.")) syncAnnotations();
     else if (e.kind === "chat.message") chatPanel.onEvent(e);
@@ -170,7 +212,9 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
     } else if (e.kind.startsWith("scene.model.")) {
       models.sync(state.models.values());
       scenePanel.render();
+      designPanel.render();
       placeholderBadge.hidden = !models.showingPlaceholder;
+      viewport.requestRender();
     } else if (e.kind === "room.archived") {
       toast("The room has been archived; it is now read-only.");
       tools.setTool("select");
@@ -255,18 +299,22 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
     },
   });
   const activity = trackActivity(sendPresence);
-  (window as unknown as { __trinity?: unknown }).__trinity = { socket, state, viewport, tools, cameraSync, pointers };
+  (window as unknown as { __trinity?: unknown }).__trinity = { socket, state, viewport, tools, cameraSync, pointers, models, jobs, slices, cursor: cursor3d };
 
+  const unmountVideo = mountVideo(socket, viewportWrap); // video: before the socket starts
   renderAll();
   renderConnection();
   socket.start();
 
   return () => {
+    unmountVideo(); // video
     socket.close();
     removeShortcuts();
     activity.stop();
     window.clearTimeout(pointerTimer);
     window.clearTimeout(presenceTimer);
+    slices.close();
+    pointers.dispose();
     viewport.dispose();
     root.classList.remove("room-root", "side-collapsed", "read-only");
     delete (window as unknown as { __trinity?: unknown }).__trinity;

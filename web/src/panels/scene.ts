@@ -3,6 +3,7 @@ import { clear, h } from "../dom";
 import type { SceneModel } from "../protocol";
 import type { ModelLayer } from "../scene/models";
 import type { RoomContext } from "./context";
+import { versionSelect } from "./modelVersion";
 
 export class ScenePanel {
   readonly el: HTMLElement;
@@ -21,7 +22,7 @@ export class ScenePanel {
     clear(this.list);
     if (state.models.size === 0) {
       this.list.append(
-        h("p", { class: "empty", testid: "models-empty" }, "No models in this room yet. Segmented models appear here once imaging delivers them; meanwhile the viewport shows a placeholder bone."),
+        h("p", { class: "empty", testid: "models-empty" }, "No models in this room yet. Build one from a CT series in the Imaging tab or upload a mesh in the Design tab; meanwhile the viewport shows a placeholder bone."),
       );
       return;
     }
@@ -44,15 +45,7 @@ export class ScenePanel {
       { class: "model-item", testid: "model-item", "data-id": m.id },
       h("label", { class: "model-name" }, visible, " ", m.name),
       status ? h("span", { class: "model-status" }, status) : null,
-      h("div", { class: "model-controls" }, h("label", {}, "Opacity ", opacity), color),
+      h("div", { class: "model-controls" }, h("label", {}, "Opacity ", opacity), color, versionSelect(this.ctx, m)),
     );
   }
-}
-
-export class JobsPanel {
-  readonly el = h(
-    "div",
-    { class: "panel jobs-panel" },
-    h("ul", { class: "jobs-list", testid: "jobs-list" }, h("li", { class: "empty", testid: "jobs-empty" }, "No jobs yet.")),
-  );
 }

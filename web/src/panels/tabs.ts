@@ -5,6 +5,8 @@ export interface Tab {
   id: string;
   label: string;
   el: HTMLElement;
+  /** Called each time the tab is shown (panels that load lazily start here). */
+  onShow?: () => void;
 }
 
 export class SideTabs {
@@ -37,6 +39,7 @@ export class SideTabs {
       btn.setAttribute("aria-selected", String(on));
       if (on) btn.classList.remove("unread");
     }
+    this.tabs.find((t) => t.id === id)?.onShow?.();
   }
 
   markUnread(id: string): void {

@@ -7,14 +7,18 @@ const FADE_AFTER_MS = 15_000; // a pointer nobody moved for this long is hidden 
 
 interface RemotePointer {
   group: THREE.Group;
-  lastMs: number;
+  fadeTimer: number;
 }
 
 export class PointerLayer {
   private pointers = new Map<string, RemotePointer>();
   readonly group = new THREE.Group();
 
-  constructor(parent: THREE.Object3D) {
+  /** `changed` asks the viewport for a frame (it draws on demand). */
+  constructor(
+    parent: THREE.Object3D,
+    private readonly changed: () => void,
+  ) {
     this.group.name = "pointers";
     parent.add(this.group);
   }
@@ -24,6 +28,7 @@ export class PointerLayer {
     let p = this.pointers.get(user);
     if (!point) {
       if (p) p.group.visible = false;
+      this.changed();
       return;
     }
     if (!p) {
@@ -39,30 +44,34 @@ export class PointerLayer {
       group.add(mesh, tag);
       group.userData.user = user;
       this.group.add(group);
-      p = { group, lastMs: 0 };
+      p = { group, fadeTimer: 0 };
       this.pointers.set(user, p);
     }
     p.group.position.set(point[0], point[1], point[2]);
     p.group.visible = true;
-    p.lastMs = performance.now();
+    const shown = p;
+    window.clearTimeout(shown.fadeTimer);
+    shown.fadeTimer = window.setTimeout(() => {
+      shown.group.visible = false;
+      this.changed();
+    }, FADE_AFTER_MS);
+    this.changed();
   }
 
   remove(user: string): void {
     const p = this.pointers.get(user);
     if (!p) return;
+    window.clearTimeout(p.fadeTimer);
     p.group.traverse((o) => {
       if (o instanceof CSS2DObject) o.element.remove();
     });
     this.group.remove(p.group);
     this.pointers.delete(user);
+    this.changed();
   }
 
-  /** Called every frame. */
-  tick(): void {
-    const now = performance.now();
-    for (const p of this.pointers.values()) {
-      if (p.group.visible && now - p.lastMs > FADE_AFTER_MS) p.group.visible = false;
-    }
+  dispose(): void {
+    for (const p of this.pointers.values()) window.clearTimeout(p.fadeTimer);
   }
 
   visibleUsers(): string[] {

@@ -3,6 +3,11 @@
  *
  * World coordinates are the protocol's patient LPS millimetres as they are (+Z superior, so the camera's
  * up is +Z); nothing is converted on the way to or from the wire.
+ *
+ * Rendering is on demand: a frame is drawn only after something asked for one (`requestRender`: the
+ * camera moved, a model loaded, an annotation or pointer changed, the size changed). A frame keeps asking
+ * for the next one only while something animates (orbit damping, gliding to the presenter's camera), so
+ * an idle room costs no GPU or CPU time; a continuous loop cost about a core in headless browsers.
  */
 import * as THREE from "three";
 import { OrbitControls } from "three/addons/controls/OrbitControls.js";
@@ -30,8 +35,11 @@ export class Viewport {
   private labels: CSS2DRenderer;
   private raycaster = new THREE.Raycaster();
   private goal: { position: THREE.Vector3; target: THREE.Vector3; fov: number } | null = null;
-  private timer = new THREE.Timer();
-  private frame = 0;
+  private frame = 0; // pending requestAnimationFrame id, 0 when none
+  private lastFrameAt = 0;
+  private disposed = false;
+  /** Frames drawn so far (tests read it to check that an idle view draws nothing). */
+  frames = 0;
   private resizeObserver: ResizeObserver;
   private changeListeners: Array<() => void> = [];
   private beforeRender: Array<(dt: number) => void> = [];
@@ -63,6 +71,7 @@ export class Viewport {
     this.controls.dampingFactor = 0.12;
     this.controls.screenSpacePanning = true;
     this.controls.addEventListener("change", () => {
+      this.requestRender(); // user input calls controls.update(), which reports the move here
       for (const fn of this.changeListeners) fn();
     });
     this.setPose(DEFAULT_POSE);
@@ -83,11 +92,12 @@ export class Viewport {
     this.resizeObserver = new ResizeObserver(() => this.resize());
     this.resizeObserver.observe(container);
     this.resize();
-    this.loop();
   }
 
   dispose(): void {
+    this.disposed = true; // late model loads and timers may still ask for frames
     cancelAnimationFrame(this.frame);
+    this.frame = 0;
     this.resizeObserver.disconnect();
     this.controls.dispose();
     this.renderer?.dispose();
@@ -99,8 +109,14 @@ export class Viewport {
     this.changeListeners.push(fn);
   }
 
+  /** Runs before each drawn frame (frames are drawn on demand, so this is not a clock). */
   onFrame(fn: (dt: number) => void): void {
     this.beforeRender.push(fn);
+  }
+
+  /** Draw a frame soon (once, however often it is asked before the frame). */
+  requestRender(): void {
+    if (this.frame === 0 && !this.disposed) this.frame = requestAnimationFrame(this.renderFrame);
   }
 
   pose(): CameraPose {
@@ -120,16 +136,18 @@ export class Viewport {
     this.camera.fov = pose.fov_deg;
     this.camera.updateProjectionMatrix();
     this.controls.update();
+    this.requestRender();
   }
 
   /** Move smoothly towards a pose (following the presenter). */
   glideTo(pose: CameraPose): void {
     this.goal = { position: new THREE.Vector3(...pose.position), target: new THREE.Vector3(...pose.target), fov: pose.fov_deg };
+    this.requestRender();
   }
 
   /** Frame an object so it fills most of the view, keeping the current viewing direction. */
   frameObject(object: THREE.Object3D): void {
-    const box = new THREE.Box3().setFromObject(object);
+    const box = visibleBox(object); // not the hidden placeholder bone, which sits elsewhere
     if (box.isEmpty()) return;
     const sphere = box.getBoundingSphere(new THREE.Sphere());
     const dir = this.camera.position.clone().sub(this.controls.target).normalize();
@@ -137,6 +155,7 @@ export class Viewport {
     this.controls.target.copy(sphere.center);
     this.camera.position.copy(sphere.center).addScaledVector(dir, dist);
     this.controls.update();
+    this.requestRender();
   }
 
   /** Pick the model surface under a client (screen) position. */
@@ -144,6 +163,9 @@ export class Viewport {
     const rect = this.canvas.getBoundingClientRect();
     if (rect.width === 0 || rect.height === 0) return null;
     const ndc = new THREE.Vector2(((clientX - rect.left) / rect.width) * 2 - 1, -((clientY - rect.top) / rect.height) * 2 + 1);
+    // World matrices are otherwise brought up to date only when a frame is drawn, which may not have
+    // happened yet since a model was added or the camera moved.
+    this.scene.updateMatrixWorld();
     this.raycaster.setFromCamera(ndc, this.camera);
     const hits = this.raycaster.intersectObject(this.pickables, true);
     const hit = hits.find((h) => isVisible(h.object));
@@ -167,17 +189,21 @@ export class Viewport {
     this.camera.updateProjectionMatrix();
     this.renderer?.setSize(w, h);
     this.labels.setSize(w, h);
+    this.requestRender();
   }
 
-  private loop = (): void => {
-    this.frame = requestAnimationFrame(this.loop);
-    this.timer.update();
-    const dt = Math.min(this.timer.getDelta(), 0.1);
+  private renderFrame = (now: number): void => {
+    this.frame = 0;
+    // The first frame after a pause animates as one 60 Hz step, not as the whole pause.
+    const dt = this.lastFrameAt && now - this.lastFrameAt < 100 ? (now - this.lastFrameAt) / 1000 : 1 / 60;
+    this.lastFrameAt = now;
     if (this.goal) this.stepTowardsGoal(dt);
-    this.controls.update();
+    const moved = this.controls.update(); // true while damping still moves the camera
     for (const fn of this.beforeRender) fn(dt);
     this.renderer?.render(this.scene, this.camera);
     this.labels.render(this.scene, this.camera);
+    this.frames++;
+    if (moved || this.goal) this.requestRender();
   };
 
   private stepTowardsGoal(dt: number): void {
@@ -200,6 +226,16 @@ export class Viewport {
 function round3(v: THREE.Vector3): Vec3 {
   const r = (x: number) => Math.round(x * 1000) / 1000;
   return [r(v.x), r(v.y), r(v.z)];
+}
+
+/** The bounding box of the visible meshes under `object` (Box3.setFromObject counts hidden ones too). */
+function visibleBox(object: THREE.Object3D): THREE.Box3 {
+  const box = new THREE.Box3();
+  object.updateWorldMatrix(true, true);
+  object.traverseVisible((o) => {
+    if ((o as THREE.Mesh).isMesh) box.expandByObject(o, false);
+  });
+  return box;
 }
 
 function isVisible(object: THREE.Object3D): boolean {
