@@ -1,4 +1,4 @@
-/** Entry point: hash routes #/login, #/rooms, #/rooms/<id>, #/invite/<token>. */
+/** Entry point: hash routes #/login, #/rooms, #/rooms/<id>, #/invite/<token>, #/admin. */
 import "./style.css";
 import { isLoggedIn, onLoggedOut } from "./api";
 import { mountInvite } from "./pages/invite";
@@ -30,6 +30,12 @@ function route(): void {
     return;
   }
   if (parts[0] === "invite" && parts[1]) return mountInvite(root, parts[1]);
+  if (parts[0] === "admin") {
+    void import("./pages/admin").then(({ mountAdmin }) => {
+      if (current === generation) dispose = mountAdmin(root);
+    });
+    return;
+  }
   if (parts[0] !== "rooms") {
     location.replace("#/rooms");
     return;

@@ -29,6 +29,8 @@ import { SideTabs } from "../panels/tabs";
 import { Toolbar } from "../panels/toolbar";
 import { trackActivity } from "../activity";
 import { mountVideo } from "../video"; // video: the call dock (web/src/video/README.md)
+import { mountPlanPanel } from "../record/plans";
+import { captureSnapshot } from "../record/snapshot";
 
 export function mountRoom(root: HTMLElement, roomId: string): () => void {
   const socket = new RoomSocket(roomId, (force) => accessToken(force));
@@ -126,6 +128,36 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
   });
   const designPanel = new DesignPanel({ ctx, roomId, room: roomInfo, jobs });
   const jobsPanel = new JobsPanel(jobs, (job) => state.you?.role === "owner" || jobs.startedHere(job.id));
+  // The plan of the consultation: versions proposed from the visible models, approved by a surgeon
+  // with their password; snapshots of the 3D view go to the room's record.
+  const planEl = h("div", { class: "panel plan-panel", testid: "plan-panel" });
+  const snapshotButton = h("button", { type: "button", testid: "snapshot-button" }, "Snapshot of the 3D view");
+  const planMount = h("div");
+  planEl.append(snapshotButton, planMount);
+  const visibleModels = () => [...state.models.values()].filter((m) => m.visible);
+  const planOptions = {
+    roomId,
+    canDecide: false, // set once we know the user is a surgeon (the server checks again, with the password)
+    chosenArtifacts: () => visibleModels().map((m) => m.artifact_id).filter((id): id is string => Boolean(id)),
+  };
+  const planPanel = mountPlanPanel(planMount, planOptions);
+  api
+    .me()
+    .then((me) => {
+      planOptions.canDecide = me.role === "surgeon" && state.you?.role !== "observer";
+      void planPanel.refresh();
+    })
+    .catch(() => undefined);
+  snapshotButton.addEventListener("click", () => {
+    viewport.renderNow();
+    captureSnapshot(roomId, viewport.canvas, {
+      kind: "view3d",
+      camera: viewport.pose(),
+      visibleModels: visibleModels().map((m) => ({ id: m.id, version: m.version })),
+    })
+      .then(() => toast("Snapshot added to the room's record"))
+      .catch((err: Error) => toast(err.message, "error"));
+  });
   const presenter = new PresenterControls(ctx, cameraSync);
   headerRight.append(presenter.el);
   const tabs = new SideTabs([
@@ -135,6 +167,7 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
     { id: "imaging", label: "Imaging", el: imagingPanel.el, onShow: () => imagingPanel.show() },
     { id: "design", label: "Design", el: designPanel.el, onShow: () => designPanel.show() },
     { id: "jobs", label: "Jobs", el: jobsPanel.el },
+    { id: "plan", label: "Plan", el: planEl, onShow: () => void planPanel.refresh() },
   ]);
   chatPanel.onUnread = () => tabs.markUnread("chat");
   side.append(presencePanel.el, tabs.el);
@@ -215,6 +248,8 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
       designPanel.render();
       placeholderBadge.hidden = !models.showingPlaceholder;
       viewport.requestRender();
+    } else if (e.kind.startsWith("plan.")) {
+      void planPanel.refresh();
     } else if (e.kind === "room.archived") {
       toast("The room has been archived; it is now read-only.");
       tools.setTool("select");

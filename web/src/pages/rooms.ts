@@ -45,7 +45,13 @@ export function mountRooms(root: HTMLElement): void {
     ),
   );
 
-  api.me().then((me: Me) => (who.textContent = `${me.display_name || me.username} · ${me.role} · ${me.site_id}`)).catch(() => undefined);
+  api
+    .me()
+    .then((me: Me) => {
+      who.textContent = `${me.display_name || me.username} · ${me.role} · ${me.site_id}`;
+      if (me.role === "admin") who.append(" · ", h("a", { href: "#/admin", testid: "admin-link" }, "Administration"));
+    })
+    .catch(() => undefined);
   api
     .rooms()
     .then((rooms: Room[]) => {

@@ -119,6 +119,11 @@ export class Viewport {
     if (this.frame === 0 && !this.disposed) this.frame = requestAnimationFrame(this.renderFrame);
   }
 
+  /** Draw a frame now, so the canvas holds a picture (a snapshot reads it right after). */
+  renderNow(): void {
+    if (this.renderer && !this.disposed) this.renderer.render(this.scene, this.camera);
+  }
+
   pose(): CameraPose {
     const up = this.camera.up;
     return {
