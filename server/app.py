@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from server.accounts.api import router as accounts_router
 from server.accounts.models import Site
 from server.artifacts.api import router as artifacts_router
+from server.artifacts.recordings import store_recording
 from server.cases.api import router as cases_router
 from server.core import migrate
 from server.core.blobs import FilesystemBlobStore
@@ -37,10 +38,12 @@ from server.imaging.slice_service import SliceService
 from server.job_kinds import load_all as load_job_kinds
 from server.jobs_api import router as jobs_router
 from server.ops import router as ops_router
+from server.printing import wiring as printing_wiring
 from server.record import wiring as record_wiring
 from server.rooms.api import router as rooms_router
 from server.rooms.hubs import Hubs
 from server.rooms.job_effects import JobEffects
+from server.rooms.video.wiring import close_video, install_video
 from server.rooms.ws import router as ws_router
 from server.settings import Settings
 
@@ -111,6 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.blobs.start()
         app.state.slices = SliceService(app.state.blobs, settings.slice_cache_bytes)
         app.state.hubs = Hubs(db=db, bus=bus, settings=settings, metrics=metrics)
+        await install_video(app, store=store_recording(app))  # app.state.video (None when disabled)
         if isinstance(bus, RedisBus):
             bus.on_reconnect.append(app.state.hubs.resync_all)
         app.state.job_effects = JobEffects(db=db, hubs=app.state.hubs, poll_s=settings.job_effects_poll_s)
@@ -134,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await app.state.scp.close()
             await app.state.job_effects.close()
             await app.state.jobs.close()
+            await close_video(app)
             await app.state.hubs.close()
             await bus.close()
             db.close()
@@ -180,6 +185,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(dicomweb_router)
     app.include_router(design_router)
     record_wiring.install(app)
+    printing_wiring.install(app)  # the print supervisor starts after the record, stops before it
     _mount_web(app)
     return app
 

@@ -1,4 +1,5 @@
-"""The demo install `make run` starts with: one site, two users, a case and a room."""
+"""The demo install `make run` starts with: one site, two users, a case, a room, a simulated fleet of
+printers and its maker room."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from server.accounts import service as accounts
 from server.accounts.models import Site, User
 from server.cases.models import Case, CaseIdentity
 from server.core.auth import Principal
+from server.printing.demo_fleet import seed_demo_fleet
 from server.rooms import repository as rooms
 from server.rooms.models import Room, RoomMember
 
@@ -29,11 +31,12 @@ def seed_demo(db: Session) -> Room:
         users[username] = user or accounts.create_user(
             db, site_id=DEMO_SITE, username=username, password=password, role=role, display_name=name
         )
+    owner = users["surgeon"]
+    principal = Principal(owner.id, owner.site_id, owner.role, owner.display_name)
+    seed_demo_fleet(db, DEMO_SITE, maker_room_owner=principal)  # ~20 simulated printers and a maker room
     room = db.exec(select(Room).where(Room.title == DEMO_ROOM_TITLE, Room.site_id == DEMO_SITE)).first()
     if room:
         return room
-    owner = users["surgeon"]
-    principal = Principal(owner.id, owner.site_id, owner.role, owner.display_name)
     case = Case(
         id="demo-case", site_id=DEMO_SITE, label="DEMO-MAND-001", description="Synthetic demo case", created_by=owner.id
     )

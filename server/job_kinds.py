@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import importlib
 
-JOB_MODULES = ("server.core.jobs", "server.imaging.tasks", "server.imaging.pacs_pull", "server.design.tasks")
+JOB_MODULES = (
+    "server.core.jobs",
+    "server.imaging.tasks",
+    "server.imaging.pacs_pull",
+    "server.design.tasks",
+    "server.printing.tasks",
+)
 
 
 def load_all() -> None:

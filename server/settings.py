@@ -112,6 +112,18 @@ class Settings(BaseSettings):
     mesh_max_bytes: int = 512 * 1024**2
     mesh_max_faces: int = 5_000_000
 
+    # Video (server/rooms/video/config.py)
+    video_enabled: bool = True
+    video_ice_servers: str = ""  # JSON list of RTCIceServer dicts
+    video_turn_urls: str = ""
+    video_turn_secret: str = ""
+    video_turn_ttl_s: int = 3600
+    video_host_addresses: str = ""  # interfaces the server gathers candidates on; 127.0.0.1 for demos/tests
+    video_max_publishers: int = 5
+    video_max_forwarded_streams: int = 20  # measured by bench/video on this machine class
+    video_recording_dir: str = ""  # empty: data_dir/recordings
+    video_answer_timeout_s: float = 20.0
+
     # Consultation record: notifications, reports, snapshots, re-authentication (server/record/config.py)
     smtp_host: str = ""  # empty: no e-mail is sent
     smtp_port: int = 587

@@ -22,6 +22,9 @@ MEDIA_TYPES = {
     "ply": "application/octet-stream",
     "nrrd": "application/octet-stream",
     "json": "application/json",
+    "mp4": "video/mp4",
+    "gcode": "text/x.gcode",
+    "sl1": "application/zip",
 }
 MAX_CHAIN = 200
 

@@ -127,6 +127,8 @@ async def room_socket(websocket: WebSocket, room_id: str) -> None:
             await _receive_loop(websocket, hub, conn, app)
     finally:
         hub.leave(conn)
+        if getattr(app.state, "video", None) is not None:
+            app.state.video.disconnected(hub, conn)  # closes this connection's peer connection
         if not conn.closed:
             conn.drop(1000, "bye")
         with contextlib.suppress(Exception):
@@ -141,6 +143,7 @@ async def _receive_loop(websocket: WebSocket, hub: RoomHub, conn: Connection, ap
     bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst)
     counters_in = {t: metrics.messages_in.labels(type=t) for t in (*_FRAME_TYPES, "other")}
     limit = settings.ws_max_message_bytes
+    video = getattr(app.state, "video", None)
     while not conn.closed and websocket.client_state == WebSocketState.CONNECTED:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -169,7 +172,10 @@ async def _receive_loop(websocket: WebSocket, hub: RoomHub, conn: Connection, ap
         counters_in[kind if kind in _FRAME_TYPES else "other"].inc()
         op_id = frame.get("op_id") if isinstance(frame.get("op_id"), str) else None
         try:
-            _dispatch(hub, conn, kind, frame, op_id)
+            if video is not None and kind in p.RTC_CLIENT_TYPES:
+                video.handle(hub, conn, frame)  # video signaling: server/rooms/video, never stored
+            else:
+                _dispatch(hub, conn, kind, frame, op_id)
         except p.OpRejected as rejection:
             metrics.errors.labels(code=str(rejection.code)).inc()
             conn.push(dumps(rejection.to_frame(op_id)))

@@ -52,11 +52,21 @@ export class VideoCall extends Emitter<CallEvents> {
   constructor(private readonly socket: RoomSocket) {
     super();
     this.untap = onRtcFrames(socket, (frame) => this.onFrame(frame));
-    // A new room connection means the server dropped our peer connection with the old one.
+    // A new room connection means the server dropped our peer connection with the old one. (The
+    // server sends rtc.session to every new connection of a room with a call by itself.)
     this.unsubscribe.push(
       socket.on("joined", () => {
-        void this.send({ type: "rtc.sync" });
         if (this.state !== "idle") void this.rejoin();
+      }),
+      socket.on("error", (e) => {
+        // rtc frames carry no op_id, so their refusals arrive here.
+        if (e.op_id) return;
+        if (e.code === "unknown_type" && this.state === "joining") {
+          this.setState("idle");
+          this.emit("problem", "Video calls are not enabled on this server.");
+        } else if (e.code === "room_full" || e.code === "conflict" || e.code === "forbidden") {
+          this.emit("problem", e.message);
+        }
       }),
     );
   }

@@ -1,0 +1,3 @@
+from bench.video import main
+
+main()

@@ -1,0 +1,171 @@
+"""The printing tests' helpers: a live server with printing installed (whatever app.py does yet), a small
+bone-like part, printers, meshes and artifacts, and a maker-room client that collects frames."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import manifold3d
+import trimesh
+
+from server.artifacts import store as artifacts
+from server.artifacts.models import Artifact
+from server.core.db import Database
+from server.design.manifolds import to_trimesh
+from server.printing import wiring
+from server.printing.drivers.base import PrinterDriver
+from server.rooms.client import RoomClient
+from server.settings import Settings
+from tests.support.imaging_flow import create_case
+from tests.support.world import LiveServer, World, create_room
+
+WAIT_S = 120.0  # generous: ends a hung test, never measures one
+
+
+class PrintingServer(LiveServer):
+    """The real app; printing installed through its wiring unless app.py already mounts its routes."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        if not any(getattr(route, "path", "") == "/api/print-jobs" for route in self.app.routes):
+            wiring.install(self.app)
+
+    def driver(self, printer_id: str) -> PrinterDriver:
+        found = self.app.state.printing.driver(printer_id)
+        assert found is not None, f"printer {printer_id} is not connected"
+        return found  # type: ignore[no-any-return]
+
+
+def small_bone(length_mm: float = 16.0) -> trimesh.Trimesh:
+    """A dog-bone: a 5 mm shaft between two 7 mm balls, about `length_mm` long (a tiny long bone)."""
+    half = length_mm / 2 - 3.5
+    shaft = manifold3d.Manifold.cylinder(2 * half, 2.5, 2.5, 32).translate((0.0, 0.0, -half))
+    ends = [manifold3d.Manifold.sphere(3.5, 32).translate((0.0, 0.0, z)) for z in (-half, half)]
+    bone = manifold3d.Manifold.batch_boolean([shaft, *ends], manifold3d.OpType.Add)
+    return to_trimesh(bone.rotate((0.0, 90.0, 0.0)))  # lying along x, as a model on the bench
+
+
+def ply_bytes(mesh: trimesh.Trimesh) -> bytes:
+    return bytes(mesh.export(file_type="ply"))
+
+
+async def upload_part(http: httpx.AsyncClient, case_id: str, mesh: trimesh.Trimesh, name: str = "bone.ply") -> str:
+    """A mesh into the case over the design upload (stored as PLY, GLB and STL): the artifact id."""
+    files = {"file": (name, io.BytesIO(ply_bytes(mesh)), "application/octet-stream")}
+    response = await http.post(f"/api/cases/{case_id}/meshes", files=files)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+async def new_case(http: httpx.AsyncClient, label: str = "PRINT-2026-001") -> str:
+    return await create_case(http, label)
+
+
+def add_device_artifact(
+    live: LiveServer, *, case_id: str, kind: str, mesh: trimesh.Trimesh, created_by: str
+) -> Artifact:
+    """A guide or implant version, stored as a design job would store it (PLY in the blob store)."""
+    db = Database(live.settings)
+    try:
+        ref = live.app.state.blobs.put_bytes(ply_bytes(mesh), site_id="site-a")
+        with db.session() as session:
+            return artifacts.add_version(
+                session,
+                case_id=case_id,
+                site_id="site-a",
+                lineage_id=f"{kind}-test",
+                kind=kind,
+                name=f"test {kind}",
+                files={"ply": {"sha256": ref.sha256, "size": ref.size}},
+                meta={},
+                provenance={"operation": kind, "inputs": []},
+                created_by=created_by,
+                room_id=None,
+            )
+    finally:
+        db.close()
+
+
+async def add_printer(http: httpx.AsyncClient, printer_id: str, **fields: Any) -> dict[str, Any]:
+    body = {
+        "id": printer_id,
+        "name": printer_id.upper(),
+        "technology": "fdm",
+        "build_volume_mm": [220, 215, 250],
+        "material": "pla",
+        "nozzle_mm": 0.4,
+        "layer_height_mm": 0.3,
+        "driver": "simulator",
+        "connection": {"layer_s": 1.0, "speed": 20.0},
+    } | fields
+    response = await http.post("/api/printers", json=body)
+    assert response.status_code == 201, response.text
+    return response.json()  # type: ignore[no-any-return]
+
+
+def maker_room(world: World) -> str:
+    return create_room(
+        world, owner="technician", kind="maker", members={"engineer": "observer", "observer": "observer"}
+    )
+
+
+class Frames:
+    """A maker-room client's printer and print_job frames, kept in order, with waits on them."""
+
+    def __init__(self, room: RoomClient) -> None:
+        self.room = room
+        self.seen: list[dict[str, Any]] = []
+
+    async def until(self, wanted: Callable[[dict[str, Any]], bool], timeout_s: float = WAIT_S) -> dict[str, Any]:
+        async def scan() -> dict[str, Any]:
+            while True:
+                frame = await self.room.next_frame(timeout=timeout_s)
+                if frame.get("type") in ("printer", "print_job"):
+                    self.seen.append(frame)
+                    if wanted(frame):
+                        return frame
+
+        return await asyncio.wait_for(scan(), timeout_s)
+
+    async def job(self, job_id: str, *states: str, event: str | None = None) -> dict[str, Any]:
+        """The job's newest frame if it already matches, else the next one that does."""
+
+        def wanted(f: dict[str, Any]) -> bool:
+            return (
+                f["type"] == "print_job"
+                and f["id"] == job_id
+                and (not states or f["state"] in states)
+                and (event is None or f["event"] == event)
+            )
+
+        latest = self.of("print_job", job_id)
+        return latest[-1] if latest and wanted(latest[-1]) else await self.until(wanted)
+
+    async def printer(self, printer_id: str, *states: str) -> dict[str, Any]:
+        """The printer's newest frame if it is already in one of `states`, else the next one that is."""
+
+        def wanted(f: dict[str, Any]) -> bool:
+            return f["type"] == "printer" and f["id"] == printer_id and f["state"] in states
+
+        latest = self.of("printer", printer_id)
+        return latest[-1] if latest and wanted(latest[-1]) else await self.until(wanted)
+
+    def of(self, kind: str, ident: str) -> list[dict[str, Any]]:
+        return [f for f in self.seen if f["type"] == kind and f["id"] == ident]
+
+
+async def wait_job(
+    http: httpx.AsyncClient, job_id: str, *states: str, where: Callable[[dict[str, Any]], bool] | None = None
+) -> dict[str, Any]:
+    """Poll the REST view until the job is in one of `states` (and `where` holds); a generous deadline."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while True:
+        job = (await http.get(f"/api/print-jobs/{job_id}")).json()
+        if job["state"] in states and (where is None or where(job)):
+            return job  # type: ignore[no-any-return]
+        assert asyncio.get_running_loop().time() < deadline, f"print job still {job['state']}: {job.get('reason')}"
+        await asyncio.sleep(0.1)
