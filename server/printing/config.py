@@ -21,7 +21,6 @@ class PrintingConfig:
     printing_secrets_dir: str = "/run/secrets"  # file: references must lie under this folder
     printing_slice_timeout_s: float = 900.0  # one PrusaSlicer run (read by the slice job)
     printing_slicer_binary: str = "prusa-slicer"
-    printing_demo_speed: float = 60.0  # the demo fleet's simulators run this many times faster than real
 
     @classmethod
     def from_settings(cls, settings: Any) -> PrintingConfig:

@@ -4,8 +4,8 @@ FDM to large-format metal, loaded with the materials the center uses, and a make
     seed_demo_fleet(session, site_id)                      # idempotent: adds what is missing
     seed_demo_fleet(session, site_id, maker_room_owner=p)  # and a maker room owned by principal p
 
-The simulators run `speed` times faster than real time (TRINITY_PRINTING_DEMO_SPEED, 60 by default: a
-20 s FDM layer takes a third of a second), so a demo print ends in minutes.
+The simulators run `speed` times faster than real time (60 by default: a 20 s FDM layer takes a third of
+a second), so a demo print ends in minutes.
 """
 
 from __future__ import annotations

@@ -222,13 +222,12 @@ class PrintSupervisor:
         snapshot: Callable[[], bytes] | None = getattr(self.driver(printer_id), "snapshot_png", None)
         if snapshot is None:
             return None
-        png = snapshot()
 
-        def to_jpeg() -> bytes:
+        def to_jpeg() -> bytes:  # drawing a G-code layer takes a while: off the event loop
             from PIL import Image
 
             out = io.BytesIO()
-            Image.open(io.BytesIO(png)).convert("RGB").save(out, format="JPEG", quality=80)
+            Image.open(io.BytesIO(snapshot())).convert("RGB").save(out, format="JPEG", quality=80)
             return out.getvalue()
 
         return await asyncio.to_thread(to_jpeg)

@@ -1,24 +1,16 @@
-"""How the app takes in printing. In `server.app.create_app`:
+"""How the app takes in printing. `server.app.create_app` calls, after the record's install:
 
-    from server.printing import wiring as printing_wiring
+    printing_wiring.install(app)
 
-    for router in printing_wiring.ROUTERS:          # with the other routers
-        app.include_router(router)
-
-    # in the lifespan, once app.state.db, .blobs, .hubs and .jobs exist (after the record's start, if any):
-    await printing_wiring.start(app)
-    # on shutdown, first (before app.state.jobs and app.state.hubs close):
-    await printing_wiring.stop(app)
-
-Or `printing_wiring.install(app)` after create_app, which includes the routers and wraps the lifespan
-(what the tests do while app.py does not call it). Also:
+which includes `ROUTERS` and wraps the app's lifespan: the supervisor starts once app.state.db, .blobs,
+.hubs, .jobs (and .video, when it runs) exist, and stops before they close. Or do it by hand:
+include `ROUTERS`, `await start(app)` in the lifespan and `await stop(app)` first on shutdown. Also:
 - server/job_kinds.py lists "server.printing.tasks" (the job kinds; every worker imports it);
-- server/demo.py: `from server.printing.demo_fleet import seed_demo_fleet` and call
-  `seed_demo_fleet(session, site_id)` for the demo site;
+- server/demo.py calls `seed_demo_fleet(session, site_id, maker_room_owner=principal)`;
 - settings (TRINITY_*), read with these defaults until server/settings.py has them: see
   `server.printing.config.PrintingConfig` (printing_supervisor, printing_poll_s, printing_progress_write_s,
   printing_lease_s, printing_connect_retry_max_s, printing_secret_env_prefix, printing_secrets_dir,
-  printing_slice_timeout_s, printing_slicer_binary, printing_demo_speed).
+  printing_slice_timeout_s, printing_slicer_binary).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Printing through the real app with simulated printers: queue → preflight → schedule → slice (PrusaSlicer)
 → upload → start → live frames in the maker room → done → bed cleared → next job.
 
-The app is built with server/printing/wiring.py (tests/support/printing.PrintingServer) while app.py does
-not install printing itself. No timed assertions: every wait is a generous deadline.
+The app as create_app builds it (printing installed by server/printing/wiring.py). No timed assertions:
+every wait is a generous deadline.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ async def test_only_one_instance_holds_the_postgres_lease_until_it_lets_go(tmp_p
             second.close()
 
 
+@pytest.mark.multiprocess  # Redis, as for the other tests of several instances
 async def test_only_one_instance_holds_the_redis_lease_until_it_lets_go(monkeypatch: pytest.MonkeyPatch) -> None:
     require_redis()
     monkeypatch.setattr("server.printing.supervisor.REDIS_LEASE_NAME", f"printing-test-{uuid.uuid4().hex[:8]}")

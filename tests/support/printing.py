@@ -27,7 +27,8 @@ WAIT_S = 120.0  # generous: ends a hung test, never measures one
 
 
 class PrintingServer(LiveServer):
-    """The real app; printing installed through its wiring unless app.py already mounts its routes."""
+    """The real app (app.py installs printing; installing it here too would be harmless), and the
+    simulators' controls of the running supervisor."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
