@@ -8,15 +8,13 @@ volume (an S3 implementation can sit behind the same Protocol). Layout under `ro
     sites/<site_id>/<sha>  the site's reference to a blob; the file holds the blob's size in bytes
     locks/                 lock files (flock) so several instances can share the volume
 
-Uploads stream into a temp file while being hashed, are fsynced and renamed into place (`os.replace`): a
-blob is complete or absent, and identical bytes are stored once. File I/O runs in worker threads a batch of
-about `chunk_bytes` at a time, so an upload of any size holds about that much memory. `max_bytes` and
-the site's quota are enforced while reading.
+Uploads stream into a temp file while hashed, fsynced and renamed into place: a blob is complete or absent,
+identical bytes are stored once, and an upload holds about `chunk_bytes` of memory (I/O in worker threads).
+`max_bytes` and the site's quota are enforced while reading; job workers use `put_file`/`put_bytes`.
 
 References: a site holds a blob once, however many of its records use it. `put_stream` records the hold,
-`delete(sha, site_id=…)` releases it and removes the bytes when no site holds them any more, so call it when
-the site's last record using the blob is gone. A site's usage is the sum of the sizes of the blobs it holds
-(a blob held by two sites counts for both).
+`delete(sha, site_id=…)` releases it (call it when the site's last record using the blob is gone) and removes
+the bytes when no site holds them. A site's usage is the sum of the sizes of the blobs it holds.
 Quotas plug in as two synchronous callables, run in a worker thread (a SQL-backed accounting opens its own
 session there): `quotas` (a dict or `site_id -> bytes | None`; None is unlimited) and `usage_of`
 (`site_id -> bytes`; default: the sum of the site's reference files). The final check runs after hashing
@@ -42,29 +40,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Protocol, cast
 
-from server.core.errors import Invalid, NotFound, TooLarge, TrinityError
+from server.core.blob_errors import (  # noqa: F401 - the errors are part of this module's interface
+    BlobNotFound,
+    BlobTooLarge,
+    MiB,
+    QuotaExceeded,
+    check_site_id,
+    human,
+    not_found,
+    quota_error,
+)
 
-MiB = 1024 * 1024
 DEFAULT_MEDIA_TYPE = "application/octet-stream"
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-SITE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class BlobTooLarge(TooLarge):
-    """The upload went past the caller's `max_bytes`; it was stopped and nothing was kept."""
-
-    code = "blob_too_large"
-
-
-class QuotaExceeded(TrinityError):
-    """Storing the blob would take the site past its storage quota; nothing was kept."""
-
-    status = 507
-    code = "quota_exceeded"
-
-
-class BlobNotFound(NotFound):
-    code = "blob_not_found"
 
 
 @dataclass(frozen=True)
@@ -168,7 +156,7 @@ class FilesystemBlobStore:
     async def put_stream(
         self, source: BlobSource, *, site_id: str, max_bytes: int | None, media_type: str = DEFAULT_MEDIA_TYPE
     ) -> BlobRef:
-        _check_site_id(site_id)
+        check_site_id(site_id)
         quota, used = await asyncio.to_thread(self._quota_and_usage, site_id)
         temp, file = await asyncio.to_thread(self._open_temp)
         hasher = hashlib.sha256()
@@ -180,10 +168,10 @@ class FilesystemBlobStore:
                 size += len(chunk)
                 if max_bytes is not None and size > max_bytes:
                     raise BlobTooLarge(
-                        f"upload exceeds the limit of {max_bytes} bytes ({_human(max_bytes)})", limit_bytes=max_bytes
+                        f"upload exceeds the limit of {max_bytes} bytes ({human(max_bytes)})", limit_bytes=max_bytes
                     )
                 if quota is not None and used + size > quota:
-                    raise _quota_error(site_id, quota, used)
+                    raise quota_error(site_id, quota, used)
                 if not batch and len(chunk) >= self.chunk_bytes:
                     await asyncio.to_thread(_write, file, hasher, chunk)
                     continue
@@ -204,12 +192,10 @@ class FilesystemBlobStore:
 
     def put_file(self, source: Path, *, site_id: str, max_bytes: int | None = None) -> BlobRef:
         """Synchronous store of a local file (job workers): copied while hashed, then committed as above."""
-        _check_site_id(site_id)
+        check_site_id(site_id)
         quota, used = self._quota_and_usage(site_id)
         temp, file = self._open_temp()
-        hasher = hashlib.sha256()
-        size = 0
-        committing = False
+        hasher, size = hashlib.sha256(), 0
         try:
             with open(source, "rb") as reader:
                 while chunk := reader.read(self.chunk_bytes):
@@ -217,42 +203,34 @@ class FilesystemBlobStore:
                     if max_bytes is not None and size > max_bytes:
                         raise BlobTooLarge(f"file exceeds the limit of {max_bytes} bytes", limit_bytes=max_bytes)
                     if quota is not None and used + size > quota:
-                        raise _quota_error(site_id, quota, used)
+                        raise quota_error(site_id, quota, used)
                     _write(file, hasher, chunk)
             _finish(file, hasher, b"")
-            sha256 = hasher.hexdigest()
-            committing = True
-            self._commit(temp, sha256, size, site_id)
         except BaseException:
-            if not committing:
-                file.close()
-                temp.unlink(missing_ok=True)
+            file.close()
+            temp.unlink(missing_ok=True)
             raise
-        return BlobRef(sha256, size, DEFAULT_MEDIA_TYPE)
+        self._commit(temp, hasher.hexdigest(), size, site_id)  # removes the temp file whatever happens
+        return BlobRef(hasher.hexdigest(), size, DEFAULT_MEDIA_TYPE)
 
     def put_bytes(self, data: bytes, *, site_id: str) -> BlobRef:
         """Synchronous store of bytes already in memory (a mesh export, a report)."""
-        _check_site_id(site_id)
+        check_site_id(site_id)
         temp, file = self._open_temp()
-        committing = False
+        hasher = hashlib.sha256()
         try:
-            hasher = hashlib.sha256()
             _finish(file, hasher, data)
-            sha256 = hasher.hexdigest()
-            committing = True
-            self._commit(temp, sha256, len(data), site_id)
         except BaseException:
-            if not committing:
-                file.close()
-                temp.unlink(missing_ok=True)
+            temp.unlink(missing_ok=True)
             raise
-        return BlobRef(sha256, len(data), DEFAULT_MEDIA_TYPE)
+        self._commit(temp, hasher.hexdigest(), len(data), site_id)
+        return BlobRef(hasher.hexdigest(), len(data), DEFAULT_MEDIA_TYPE)
 
     def path_of(self, sha256: str) -> Path:
         """The stored file, for readers that need a path (pydicom, SimpleITK); NotFound when absent."""
         path = self._path(sha256)
         if not path.is_file():
-            raise _not_found(sha256)
+            raise not_found(sha256)
         return path
 
     async def _chunks(self, source: BlobSource) -> AsyncIterator[bytes]:
@@ -288,7 +266,7 @@ class FilesystemBlobStore:
                 if not held:
                     quota, used = self._quota_and_usage(site_id)
                     if quota is not None and used + size > quota:
-                        raise _quota_error(site_id, quota, used)
+                        raise quota_error(site_id, quota, used)
                 target = self._path(sha256)
                 if not target.exists():
                     target.parent.mkdir(parents=True, exist_ok=True)
@@ -317,7 +295,7 @@ class FilesystemBlobStore:
         try:
             file = await asyncio.to_thread(path.open, "rb")
         except FileNotFoundError:
-            raise _not_found(sha256) from None
+            raise not_found(sha256) from None
         return self._read_chunks(file)
 
     async def _read_chunks(self, file: IO[bytes]) -> AsyncIterator[bytes]:
@@ -334,7 +312,7 @@ class FilesystemBlobStore:
         try:
             info = await asyncio.to_thread(self._path(sha256).stat)
         except FileNotFoundError:
-            raise _not_found(sha256) from None
+            raise not_found(sha256) from None
         return BlobStat(sha256, info.st_size, datetime.fromtimestamp(info.st_mtime, UTC))
 
     async def verify(self, sha256: str) -> bool:
@@ -344,7 +322,7 @@ class FilesystemBlobStore:
         return hasher.hexdigest() == sha256
 
     async def delete(self, sha256: str, *, site_id: str) -> bool:
-        _check_site_id(site_id)
+        check_site_id(site_id)
         self._path(sha256)  # validates the name
         return await asyncio.to_thread(self._delete, sha256, site_id)
 
@@ -364,7 +342,7 @@ class FilesystemBlobStore:
         return False
 
     async def usage(self, site_id: str) -> int:
-        _check_site_id(site_id)
+        check_site_id(site_id)
         return await asyncio.to_thread(self._usage_of, site_id)
 
     def _usage_from_markers(self, site_id: str) -> int:
@@ -377,7 +355,7 @@ class FilesystemBlobStore:
 
     def _path(self, sha256: str) -> Path:
         if not SHA256_RE.match(sha256):
-            raise _not_found(sha256)
+            raise not_found(sha256)
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
     def _marker(self, site_id: str, sha256: str) -> Path:
@@ -421,30 +399,3 @@ def _fsync_dir(folder: Path) -> None:
 
 def _unlimited(_site_id: str) -> None:
     return None
-
-
-def _check_site_id(site_id: str) -> None:
-    if not SITE_ID_RE.match(site_id):
-        raise Invalid(f"site id {site_id!r} is not a valid storage name", site_id=site_id)
-
-
-def _not_found(sha256: str) -> BlobNotFound:
-    return BlobNotFound(f"no blob {sha256[:80]!r}", sha256=sha256[:80])
-
-
-def _quota_error(site_id: str, quota_bytes: int, used_bytes: int) -> QuotaExceeded:
-    left = max(quota_bytes - used_bytes, 0)
-    return QuotaExceeded(
-        f"site {site_id!r} would exceed its storage quota of {quota_bytes} bytes ({_human(quota_bytes)}); "
-        f"{left} bytes left",
-        site_id=site_id,
-        quota_bytes=quota_bytes,
-        used_bytes=used_bytes,
-    )
-
-
-def _human(size: int) -> str:
-    for unit, scale in (("GiB", 1024**3), ("MiB", MiB), ("KiB", 1024)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} bytes"
