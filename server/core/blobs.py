@@ -6,12 +6,11 @@ volume (an S3 implementation can sit behind the same Protocol). Layout under `ro
     ab/cd/abcd…            the blob, named by the sha256 of its bytes
     tmp/                   uploads in flight (`*.part`); stale ones are removed by `start()`
     sites/<site_id>/<sha>  the site's reference to a blob; the file holds the blob's size in bytes
-    locks/                 lock files (flock) so several instances can share the volume
+    locks/                 lock files (flock), so several instances can share the volume
 
 Uploads stream into a temp file while hashed, fsynced and renamed into place: a blob is complete or absent,
 identical bytes are stored once, and an upload holds about `chunk_bytes` of memory (I/O in worker threads).
 `max_bytes` and the site's quota are enforced while reading; job workers use `put_file`/`put_bytes`.
-
 References: a site holds a blob once, however many of its records use it. `put_stream` records the hold,
 `delete(sha, site_id=…)` releases it (call it when the site's last record using the blob is gone) and removes
 the bytes when no site holds them. A site's usage is the sum of the sizes of the blobs it holds.
