@@ -333,3 +333,24 @@ def approved_plan(db: Session, artifact_id: str, part_class: PartClass) -> tuple
     if plan is None and part_class in DEVICE_CLASSES:
         raise PlanNotApproved(f"a {part_class.value} is printed only from an approved plan that includes it")
     return (plan.id, plan.content_hash) if plan is not None else (None, None)
+
+
+def report_open_jobs(db: Session, _room_id: str, case_id: str | None) -> list[dict[str, Any]]:
+    """The consultation report's print section: jobs of the case not finished yet (finished ones come from
+    their audited outcomes)."""
+    if case_id is None:
+        return []
+    rows = db.exec(
+        select(PrintJob).where(PrintJob.case_id == case_id, col(PrintJob.state).not_in(("done", "failed")))
+    ).all()
+    return [
+        {
+            "id": r.id,
+            "artifact": r.artifact_id,
+            "printer": r.printer_id or "",
+            "state": r.state,
+            "detail": r.reason,
+            "at_ms": r.created_at_ms,
+        }
+        for r in rows
+    ]

@@ -27,6 +27,14 @@ from server.printing.supervisor import PrintSupervisor
 ROUTERS = [api.router]
 
 
+def _register_report_source() -> None:
+    from server.printing.repository import report_open_jobs
+    from server.record.report_data import PRINT_JOB_SOURCES
+
+    if report_open_jobs not in PRINT_JOB_SOURCES:
+        PRINT_JOB_SOURCES.append(report_open_jobs)
+
+
 def outcome_hook(app: Any) -> OutcomeHook:
     """Done and failed prints go to the record: audited, and notified when the record's notifier runs."""
 
@@ -62,6 +70,7 @@ def outcome_hook(app: Any) -> OutcomeHook:
 
 
 async def start(app: Any) -> PrintSupervisor:
+    _register_report_source()  # queued and running prints appear in the consultation report
     import server.printing.tasks  # noqa: F401 - registers printing.prepare and printing.slice here too
 
     state = app.state

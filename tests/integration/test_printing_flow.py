@@ -7,8 +7,10 @@ every wait is a generous deadline.
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 
+import pypdf
 import pytest
 import trimesh
 
@@ -144,6 +146,13 @@ async def test_a_job_no_printer_can_take_is_refused_with_each_printers_reason(
         assert any("too small" in r for r in reasons["fdm-small"])
         assert any("too small" in r for r in reasons["sla-a"])
         assert [h["what"] for h in job["history"]][-1] == "refused"
+
+        # The case's consultation report lists the job and where it stands.
+        consult = (await engineer.post("/api/rooms", json={"title": "Plan", "case_id": case_id})).json()
+        report = await engineer.get(f"/api/rooms/{consult['id']}/report.pdf", timeout=60)
+        assert report.status_code == 200, report.text
+        text = "".join(page.extract_text() or "" for page in pypdf.PdfReader(io.BytesIO(report.content)).pages)
+        assert "refused" in text and job_id[:8] in text.replace("\n", "")
 
 
 async def test_a_guide_is_refused_without_an_approved_plan(live_sqlite: PrintingServer, world_sqlite: World) -> None:
