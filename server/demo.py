@@ -17,6 +17,7 @@ DEMO_SITE = "demo-hospital"
 DEMO_USERS = (
     ("surgeon", "surgeon-demo-pass", "surgeon", "Dr. Ada Surgeon"),
     ("engineer", "engineer-demo-pass", "engineer", "Eli Engineer"),
+    ("technician", "technician-demo-pass", "technician", "Tia Technician"),  # starts prints in the maker room
 )
 DEMO_ROOM_TITLE = "Demo: mandible reconstruction"
 

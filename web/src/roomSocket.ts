@@ -38,6 +38,8 @@ interface SocketEvents {
   camera: CameraFrame;
   presence: PresenceFrame;
   job: JobFrame;
+  printer: Record<string, unknown>; // maker rooms: a printer's live state (docs/protocol.md)
+  print_job: Record<string, unknown>;
   opError: { error: ErrorFrame; op: OpFrame };
   error: ErrorFrame;
   pending: number;
@@ -331,8 +333,12 @@ export class RoomSocket extends Emitter<SocketEvents> {
       case "job":
         this.emit("job", frame);
         break;
-      default:
+      default: {
+        // Frames of later capabilities this switch does not type: a maker room's printers and print jobs.
+        const other = frame as unknown as Record<string, unknown> & { type: string };
+        if (other.type === "printer" || other.type === "print_job") this.emit(other.type, other);
         break;
+      }
     }
   }
 

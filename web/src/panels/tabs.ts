@@ -14,19 +14,36 @@ export class SideTabs {
   private buttons = new Map<string, HTMLButtonElement>();
   private current = "";
 
+  private readonly bar = h("div", { class: "tabs", role: "tablist" });
+  private readonly body = h("div", { class: "tab-body" });
+
   constructor(private readonly tabs: Tab[]) {
-    const bar = h("div", { class: "tabs", role: "tablist" });
-    const body = h("div", { class: "tab-body" });
-    for (const tab of tabs) {
-      const btn = h("button", { class: "tab", role: "tab", testid: `tab-${tab.id}`, onclick: () => this.show(tab.id) }, tab.label);
-      this.buttons.set(tab.id, btn);
-      bar.append(btn);
-      tab.el.setAttribute("role", "tabpanel");
-      tab.el.dataset.tab = tab.id;
-      body.append(tab.el);
-    }
-    this.el = h("div", { class: "side-tabs" }, bar, body);
+    for (const tab of tabs) this.attach(tab);
+    this.el = h("div", { class: "side-tabs" }, this.bar, this.body);
     this.show(tabs[0].id);
+  }
+
+  /** A tab known only later (a maker room's printers); `first` puts it in front and shows it. */
+  add(tab: Tab, first = false): void {
+    if (first) this.tabs.unshift(tab);
+    else this.tabs.push(tab);
+    this.attach(tab, first);
+    if (first) this.show(tab.id);
+    else tab.el.hidden = true;
+  }
+
+  private attach(tab: Tab, first = false): void {
+    const btn = h("button", { class: "tab", role: "tab", testid: `tab-${tab.id}`, onclick: () => this.show(tab.id) }, tab.label);
+    this.buttons.set(tab.id, btn);
+    tab.el.setAttribute("role", "tabpanel");
+    tab.el.dataset.tab = tab.id;
+    if (first) {
+      this.bar.prepend(btn);
+      this.body.prepend(tab.el);
+    } else {
+      this.bar.append(btn);
+      this.body.append(tab.el);
+    }
   }
 
   show(id: string): void {
