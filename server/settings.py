@@ -112,6 +112,17 @@ class Settings(BaseSettings):
     mesh_max_bytes: int = 512 * 1024**2
     mesh_max_faces: int = 5_000_000
 
+    # Printing (server/printing/config.py)
+    printing_supervisor: bool = True  # run the print supervisor in this instance (it takes the lease first)
+    printing_poll_s: float = 1.0
+    printing_progress_write_s: float = 2.0
+    printing_lease_s: float = 15.0
+    printing_connect_retry_max_s: float = 30.0
+    printing_secret_env_prefix: str = "TRINITY_PRINTER_"  # printer API keys: env:NAME references start so
+    printing_secrets_dir: str = "/run/secrets"  # or file: references under this folder
+    printing_slice_timeout_s: float = 900.0
+    printing_slicer_binary: str = "prusa-slicer"
+
     # Video (server/rooms/video/config.py)
     video_enabled: bool = True
     video_ice_servers: str = ""  # JSON list of RTCIceServer dicts
