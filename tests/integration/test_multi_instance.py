@@ -149,7 +149,11 @@ async def test_redis_restart_mid_session_loses_nothing(world_pg: World, tmp_path
             await b.send_op("chat.send", {"text": f"during b {i}"})
         async with httpx.AsyncClient() as http:
             for server in servers:
-                ready = await http.get(f"{server.base_url}/readyz")
+                for _ in range(100):  # each instance notices on its next Redis call (a publish or its reader)
+                    ready = await http.get(f"{server.base_url}/readyz")
+                    if ready.status_code == 503:
+                        break
+                    await asyncio.sleep(0.1)
                 assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("error")
             broker.start()  # same port, empty: as after a restart without persistence
             for _ in range(100):
