@@ -179,3 +179,22 @@ def job_frame(record: JobRecord) -> dict[str, Any]:
         "submitted_by": view.submitted_by,
         "operation": view.operation or None,
     }
+
+
+def pending_effects(db: Session, limit: int) -> list[tuple[str, str | None, list[dict[str, Any]]]]:
+    """Finished jobs whose room ops (result["room_ops"]) are not applied yet, oldest first."""
+    rows = db.exec(
+        select(JobRecord)
+        .where(col(JobRecord.effects_pending).is_(True))
+        .order_by(col(JobRecord.finished_at_ms))
+        .limit(limit)
+    ).all()
+    return [(r.id, r.room_id, list((r.result or {}).get("room_ops") or [])) for r in rows]
+
+
+def effects_applied(db: Session, job_id: str) -> None:
+    record = db.get(JobRecord, job_id)
+    if record is not None:
+        record.effects_pending = False
+        db.add(record)
+        db.commit()

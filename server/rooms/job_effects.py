@@ -15,10 +15,8 @@ import contextlib
 import logging
 from typing import Any
 
-from sqlmodel import col, select, update
-
 from server.core.db import Database
-from server.core.job_store import JobRecord
+from server.core.job_store import effects_applied, pending_effects
 from server.rooms.hubs import Hubs
 from server.rooms.protocol import OpRejected
 
@@ -74,12 +72,8 @@ class JobEffects:
 
     def _pending(self) -> list[tuple[str, str | None, list[dict[str, Any]]]]:
         with self.db.session() as db:
-            rows = db.exec(
-                select(JobRecord).where(col(JobRecord.effects_pending).is_(True)).order_by(col(JobRecord.finished_at_ms)).limit(BATCH)
-            ).all()
-            return [(r.id, r.room_id, list((r.result or {}).get("room_ops") or [])) for r in rows]
+            return pending_effects(db, BATCH)
 
     def _done(self, job_id: str) -> None:
         with self.db.session() as db:
-            db.exec(update(JobRecord).where(col(JobRecord.id) == job_id).values(effects_pending=False))  # type: ignore[call-overload]
-            db.commit()
+            effects_applied(db, job_id)
