@@ -1,4 +1,7 @@
-/** REST of a case's imaging (server/imaging/api.py): uploads, ingest reports, series, volumes, slices, models. */
+/**
+ * REST of a case's imaging (server/imaging/api.py): uploads, ingest reports, series, volumes, slices, models,
+ * the PACS (query, pull) and label maps made elsewhere.
+ */
 import { request, uploadForm, type UploadProgress } from "./api";
 import type { JobView } from "./jobs";
 import type { Vec3 } from "./protocol";
@@ -94,6 +97,23 @@ export interface UploadAccepted {
   job: JobView;
 }
 
+/** What the PACS answers for one study (QIDO-RS, by DICOM keyword; a multi-valued field is a list). */
+export type PacsStudy = Record<string, string | number | string[] | number[] | null | undefined>;
+
+/** Fields of a PACS search; an empty one is left out (no patient ID: the case's own patient). */
+export interface PacsQuery {
+  patient_id?: string;
+  accession_number?: string;
+  study_date?: string; // YYYYMMDD or a range YYYYMMDD-YYYYMMDD
+  modalities?: string;
+}
+
+export interface LabelMapOptions {
+  name: string;
+  label: number | null; // null: every nonzero voxel
+  targetFaces: number | null; // null: the server's default
+}
+
 const enc = encodeURIComponent;
 const base = (caseId: string) => `/api/cases/${enc(caseId)}/imaging`;
 const seriesPath = (caseId: string, seriesId: string) => `${base(caseId)}/series/${enc(seriesId)}`;
@@ -111,6 +131,18 @@ export const imagingApi = {
   locate: (caseId: string, seriesId: string, p: Vec3) =>
     request<Record<PlaneName, LocatedInPlane>>("GET", `${seriesPath(caseId, seriesId)}/volume/locate?point=${p.map((v) => v.toFixed(3)).join(",")}`),
   buildModel: (caseId: string, seriesId: string, body: ModelRequest) => request<JobView>("POST", `${seriesPath(caseId, seriesId)}/models`, body),
+  pacsQuery: (caseId: string, query: PacsQuery) => request<PacsStudy[]>("POST", `${base(caseId)}/pacs/query`, query),
+  pacsPull: (caseId: string, roomId: string, studyUid: string) =>
+    request<JobView>("POST", `${base(caseId)}/pacs/pull`, { study_uid: studyUid, room_id: roomId }),
+  /** One NRRD or NIfTI label map (3D Slicer's export) into a model of the room, built by a job. */
+  uploadLabelMap: (caseId: string, roomId: string, file: File, options: LabelMapOptions, onProgress?: UploadProgress) => {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    const query = new URLSearchParams({ room_id: roomId, name: options.name });
+    if (options.label !== null) query.set("label", String(options.label));
+    if (options.targetFaces !== null) query.set("target_faces", String(options.targetFaces));
+    return uploadForm<JobView>(`${base(caseId)}/labelmaps?${query}`, form, onProgress);
+  },
   /** `window`: bone | soft_tissue | lung | "<width>,<level>" in HU. */
   sliceUrl: (caseId: string, seriesId: string, plane: PlaneName, index: number, window: string) =>
     `${seriesPath(caseId, seriesId)}/slices/${plane}/${index}.png?window=${enc(window)}`,

@@ -10,6 +10,8 @@ export interface FileUploadOptions {
   /** Also offer a whole folder (a scanner's DICOM export is a folder of extension-less files). */
   folders?: boolean;
   buttonLabel: string;
+  /** Checks the form around the chooser before sending: a sentence for the user, or null when all is well. */
+  validate?: () => string | null;
   upload: (files: File[], progress: UploadProgress) => Promise<void>;
 }
 
@@ -85,6 +87,12 @@ export class FileUpload {
   private async send(): Promise<void> {
     const files = this.files();
     if (files.length === 0 || this.busy) return;
+    const invalid = this.options.validate?.() ?? null;
+    if (invalid !== null) {
+      this.problem.hidden = false;
+      this.problem.textContent = invalid;
+      return;
+    }
     this.busy = true;
     this.problem.hidden = true;
     this.progress.hidden = false;

@@ -1,6 +1,7 @@
 /**
  * The Imaging tab: the room's case, uploading DICOM files or zips into it (progress of the upload, then
- * of the ingest job), the ingest reports, the series with their volumes, slices and model building.
+ * of the ingest job), retrieving a study from the PACS, a label map made in 3D Slicer as a model, the
+ * ingest reports, the series with their volumes, slices and model building.
  * Loaded when the tab is first shown; refreshed whenever an imaging job of the room finishes (someone
  * else's upload too).
  */
@@ -12,6 +13,8 @@ import type { Vec3 } from "../../protocol";
 import { FileUpload } from "../fileUpload";
 import { jobLine } from "../jobs";
 import { renderReports } from "./ingestReports";
+import { LabelMapForm } from "./labelMapForm";
+import { PacsForm } from "./pacsForm";
 import { SeriesList } from "./seriesList";
 
 /** Jobs after which the case may have new series, volumes or reports (someone else's upload too). */
@@ -105,7 +108,13 @@ export class ImagingPanel {
       },
     });
     const allowed = ownSite && this.deps.canEdit();
-    this.upload.setAllowed(allowed, ownSite ? "Observers cannot add images." : "Only the case's own site adds images to it.");
+    const why = ownSite ? "Observers cannot add images." : "Only the case's own site adds images to it.";
+    this.upload.setAllowed(allowed, why);
+    const { roomId, jobs } = this.deps;
+    const pacs = new PacsForm({ caseId, roomId, jobs });
+    pacs.setAllowed(allowed, why);
+    const labelMap = new LabelMapForm({ caseId, roomId, jobs });
+    labelMap.setAllowed(allowed, ownSite ? "Observers cannot add models." : "Only the case's own site adds label maps to it.");
     this.seriesList = new SeriesList({
       caseId,
       roomId: this.deps.roomId,
@@ -119,8 +128,12 @@ export class ImagingPanel {
       h("h2", {}, "Add images"),
       this.upload.el,
       this.uploadStatus,
+      h("h2", {}, "From the PACS"),
+      pacs.el,
       h("h2", {}, "Series"),
       this.seriesBox,
+      h("h2", {}, "Label map from 3D Slicer"),
+      labelMap.el,
       h("h2", {}, "Ingest reports"),
       this.reportsBox,
     );
