@@ -12,20 +12,14 @@ from typing import Any
 import playwright.sync_api as playwright_sync
 import pytest
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, DIST, LIMITS_ENV
-from tests.support.process import ServerProcess
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, DIST, User, close_users, demo_server
 from tests.support.services import missing
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    data = tmp_path_factory.mktemp("trinity-e2e")
-    env = {**LIMITS_ENV, "TRINITY_DATA_DIR": str(data), "TRINITY_DEMO": "true"}
-    process = ServerProcess(env, data / "server.log").start()
-    try:
-        yield process.base_url
-    finally:
-        process.stop()
+    with demo_server(tmp_path_factory.mktemp("trinity-e2e")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +35,11 @@ def browser() -> Iterator[Any]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture
+def users() -> Iterator[list[User]]:
+    """Browser contexts a test opens (append them); closed afterwards, failing on any page error."""
+    opened: list[User] = []
+    yield opened
+    close_users(*opened)

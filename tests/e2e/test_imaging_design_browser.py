@@ -8,8 +8,6 @@ both users; a refused file's reason is shown as text, never as HTML. Fixtures in
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +15,22 @@ import httpx
 import pytest
 
 from tests.support.browser import (
-    ENGINEER,
     SURGEON,
     Page,
     User,
     auth,
     canvas_point,
     click_surface,
-    close_users,
     create_room,
+    open_pair,
     open_user,
 )
+from tests.support.browser_imaging import create_case, series_id, upload_series, wait_job
 from tests.support.imaging_flow import zip_folder
 from tests.support.phantoms import write_series
 
 pytestmark = pytest.mark.browser
 
-JOB_TIMEOUT_S = 90
 XSS_NAME = "<img src=x onerror=window.__xss=1>.txt"
 # A closed tetrahedron (10 mm legs), the smallest watertight mesh, as ASCII STL.
 _CORNERS = [(0, 0, 0), (10, 0, 0), (0, 10, 0), (0, 0, 10)]
@@ -53,58 +50,23 @@ REVOKED = "async (url) => { try { await fetch(url); return false; } catch { retu
 # ---- REST set-up (what the tests are not about) --------------------------------------------------------
 
 
-def _create_case(server: str, label: str) -> str:
-    response = httpx.post(f"{server}/api/cases", json={"label": label}, headers=auth(server, SURGEON))
-    assert response.status_code == 201, response.text
-    return str(response.json()["id"])
-
-
-def _wait_job(server: str, headers: dict[str, str], job_id: str) -> dict[str, Any]:
-    deadline = time.monotonic() + JOB_TIMEOUT_S
-    while True:
-        view = httpx.get(f"{server}/api/jobs/{job_id}", headers=headers).json()
-        if view["state"] in ("succeeded", "failed", "cancelled"):
-            assert view["state"] == "succeeded", view
-            return dict(view)
-        assert time.monotonic() < deadline, f"job {job_id} still {view['state']}"
-        time.sleep(0.1)
-
-
-def _series_id(server: str, case_id: str) -> str:
-    series = httpx.get(f"{server}/api/cases/{case_id}/imaging/series", headers=auth(server, SURGEON)).json()
-    return str(series[0]["id"])
-
-
 def _build_model(server: str, case_id: str, room_id: str) -> str:
     """A bone model of the case's series, shown in the room; returns the scene model's id. Its own lineage
     per room: by default a case's bone models of one series are versions of one lineage, shared by rooms."""
     headers = auth(server, SURGEON)
     body = {"name": "Bone", "preset": "bone", "room_id": room_id, "lineage_id": f"bone-{room_id[:12]}"}
-    url = f"{server}/api/cases/{case_id}/imaging/series/{_series_id(server, case_id)}/models"
+    url = f"{server}/api/cases/{case_id}/imaging/series/{series_id(server, case_id)}/models"
     response = httpx.post(url, json=body, headers=headers)
     assert response.status_code == 202, response.text
-    return str(_wait_job(server, headers, response.json()["id"])["result"]["lineage_id"])
+    return str(wait_job(server, headers, response.json()["id"])["result"]["lineage_id"])
 
 
 @pytest.fixture(scope="module")
 def ct_case(server: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A case holding one synthetic CT series with its volume (64 by 48 by 40 voxels), ingested over REST."""
-    case_id = _create_case(server, "E2E-CT")
-    written = write_series(tmp_path_factory.mktemp("ct") / "series")
-    headers = auth(server, SURGEON)
-    files = [("files", ("ct.zip", zip_folder(written.paths), "application/zip"))]
-    response = httpx.post(f"{server}/api/cases/{case_id}/imaging/uploads", files=files, headers=headers, timeout=60)
-    assert response.status_code == 202, response.text
-    _wait_job(server, headers, response.json()["job"]["id"])
+    case_id = create_case(server, "E2E-CT")
+    upload_series(server, case_id, write_series(tmp_path_factory.mktemp("ct") / "series").paths)
     return case_id
-
-
-@pytest.fixture
-def users() -> Iterator[list[User]]:
-    """Browser contexts the test opens; closed afterwards, failing on any page error."""
-    opened: list[User] = []
-    yield opened
-    close_users(*opened)
 
 
 def _wait_model_loaded(page: Page, model_id: str) -> None:
@@ -137,7 +99,7 @@ def _wait_data(page: Page, selector: str, key: str, *, equal: str | None = None,
 
 def _locate(server: str, case_id: str, point: list[float]) -> dict[str, Any]:
     """The server's answer for where an LPS point falls in each plane (and the axial layout)."""
-    base = f"{server}/api/cases/{case_id}/imaging/series/{_series_id(server, case_id)}"
+    base = f"{server}/api/cases/{case_id}/imaging/series/{series_id(server, case_id)}"
     headers = auth(server, SURGEON)
     found = httpx.get(f"{base}/volume/locate", params={"point": ",".join(map(str, point))}, headers=headers).json()
     found["layout"] = httpx.get(f"{base}/volume", headers=headers).json()["planes"]
@@ -150,15 +112,12 @@ def _locate(server: str, case_id: str, point: list[float]) -> dict[str, Any]:
 def test_upload_a_ct_build_a_model_and_the_other_user_sees_it(
     browser: Any, server: str, users: list[User], tmp_path: Path
 ) -> None:
-    case_id = _create_case(server, "E2E-UPLOAD")
+    case_id = create_case(server, "E2E-UPLOAD")
     room = create_room(server, "e2e upload", case_id)
     written = write_series(tmp_path / "series")
     study = tmp_path / "study.zip"
     study.write_bytes(zip_folder(written.paths))
-    a = open_user(browser, server, SURGEON, room)
-    users.append(a)
-    b = open_user(browser, server, ENGINEER, room)
-    users.append(b)
+    a, b = open_pair(browser, server, room, users)
 
     a.page.click("[data-testid=tab-imaging]")
     a.page.wait_for_selector("[data-testid=imaging-case]:has-text('E2E-UPLOAD')")
@@ -256,10 +215,7 @@ def test_cut_with_a_plane_gives_both_users_a_second_version_and_the_resected_pie
 ) -> None:
     room = create_room(server, "e2e cut", ct_case)
     model_id = _build_model(server, ct_case, room)
-    a = open_user(browser, server, SURGEON, room)
-    users.append(a)
-    b = open_user(browser, server, ENGINEER, room)
-    users.append(b)
+    a, b = open_pair(browser, server, room, users)
     _wait_model_loaded(a.page, model_id)
 
     # The plane tool: press on the bone, drag sideways to tilt the plane so it cuts off a cap.

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.support.process import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "web" / "dist" / "index.html"
@@ -46,6 +50,20 @@ class User:
     page: Page
     context: Any
     errors: list[str]
+
+
+@contextmanager
+def demo_server(data: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`trinity serve --demo` in a subprocess with its data in `data` and the test LIMITS (plus `env`);
+    yields its base URL."""
+    process = ServerProcess(
+        {**LIMITS_ENV, "TRINITY_DATA_DIR": str(data), "TRINITY_DEMO": "true", **(env or {})}, data / "server.log"
+    )
+    process.start()
+    try:
+        yield process.base_url
+    finally:
+        process.stop()
 
 
 def token(base: str, who: tuple[str, str]) -> str:
@@ -84,6 +102,16 @@ def open_user(
     page.click("[data-testid=login-submit]")
     wait_online(page)
     return User(page, context, errors)
+
+
+def open_pair(browser: Any, server: str, room: str, opened: list[User]) -> tuple[User, User]:
+    """The surgeon (A) and the engineer (B) in the room at 1280 by 800, each in a fresh context, both added
+    to `opened` (the `users` fixture closes them)."""
+    a = open_user(browser, server, SURGEON, room)
+    opened.append(a)
+    b = open_user(browser, server, ENGINEER, room)
+    opened.append(b)
+    return a, b
 
 
 def wait_online(page: Page, timeout: float = 10_000) -> None:
