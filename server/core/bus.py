@@ -26,6 +26,11 @@ class EventBus(Protocol):
 
     async def publish_many(self, room_id: str, messages: list[dict[str, Any]]) -> None: ...
 
+    def publish_nowait(self, room_id: str, message: dict[str, Any]) -> None:
+        """Deliver to this instance's subscribers now and to the others soon, without waiting: for
+        ephemeral frames (pointers, presence), where a task per frame would cost more than the frame."""
+        ...
+
     def subscribe(self, room_id: str, handler: BusHandler) -> None: ...
 
     def unsubscribe(self, room_id: str, handler: BusHandler) -> None: ...
@@ -58,6 +63,10 @@ class InMemoryBus:
     async def publish_many(self, room_id: str, messages: list[dict[str, Any]]) -> None:
         for message in messages:
             await self.publish(room_id, message)
+
+    def publish_nowait(self, room_id: str, message: dict[str, Any]) -> None:
+        for handler in list(self._handlers.get(room_id, ())):
+            handler(message)
 
     def subscribe(self, room_id: str, handler: BusHandler) -> None:
         self._handlers[room_id].append(handler)

@@ -47,6 +47,8 @@ class RedisBus:
         self._ready = False
         self._reader: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
+        self._outbox: list[tuple[str, dict[str, Any]]] = []  # publish_nowait's, written by one task
+        self._outbox_task: asyncio.Task[None] | None = None
         self.on_reconnect: list[Callable[[], None]] = []
 
     async def start(self) -> None:
@@ -109,6 +111,32 @@ class RedisBus:
             if self._ready:
                 log.warning("Redis publish failed; other instances will catch up from the database: %s", exc)
             self._ready = False
+
+    def publish_nowait(self, room_id: str, message: dict[str, Any]) -> None:
+        for handler in list(self._handlers.get(room_id, ())):
+            handler(message)
+        if not self._redis:
+            return
+        self._outbox.append((room_id, message))
+        if self._outbox_task is None or self._outbox_task.done():
+            self._outbox_task = asyncio.get_running_loop().create_task(self._flush_outbox())
+
+    async def _flush_outbox(self) -> None:
+        """Everything published without waiting since the last flush, in one pipelined round trip."""
+        while self._outbox:
+            batch, self._outbox = self._outbox, []
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for room_id, message in batch:
+                        fields: dict[Any, Any] = {"m": orjson.dumps(message)}
+                        pipe.xadd(stream_key(room_id), fields, maxlen=STREAM_MAXLEN, approximate=True)
+                    await pipe.execute()
+                self._ready = True
+            except RedisError as exc:
+                if self._ready:
+                    log.warning("Redis publish failed; ephemeral frames for other instances dropped: %s", exc)
+                self._ready = False
+                return
 
     async def share_presence(self, room_id: str, local: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
         """One hash per room, a field per instance holding its users and an expiry time: an instance

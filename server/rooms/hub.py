@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import time
 from collections import deque
@@ -112,6 +111,7 @@ class RoomHub(RoomPresence):
         self._since_checkpoint: list[dict[str, Any]] = []
         self.epoch = ""
         self.members: dict[str, MemberInfo] = {}
+        self._roles: dict[str, RoomRole] | None = None  # user -> role, rebuilt when membership changes
         self.connections: dict[int, Connection] = {}
         self.presence: dict[str, str] = {}  # user -> active | idle
         self.camera: dict[str, Any] | None = None
@@ -128,6 +128,7 @@ class RoomHub(RoomPresence):
     async def load(self, members: list[MemberInfo]) -> None:
         await self._reload()
         self.members = {m.user_id: m for m in members}
+        self._roles = None
         self.bus.subscribe(self.room_id, self._on_bus)
         self._task = asyncio.create_task(self._run(), name=f"room-{self.room_id}")
         self._heartbeat = asyncio.create_task(self.presence_heartbeat(), name=f"presence-{self.room_id}")
@@ -139,7 +140,7 @@ class RoomHub(RoomPresence):
         events = await self.db.run_read(self.log.events_after, self.room_id, 0)
         self.epoch = epoch
         self.state = replay(events)
-        self._checkpoint, self._since_checkpoint = copy.deepcopy(self.state), []
+        self._checkpoint, self._since_checkpoint = self.state.clone(), []
         if not self._task:  # first load: nothing was delivered by this hub yet
             self.delivered_seq = self.state.seq
             for event in events[-RECENT_FRAMES:]:
@@ -160,12 +161,12 @@ class RoomHub(RoomPresence):
         """`events` are in the log and in `self.state`, with nothing speculative after them."""
         self._since_checkpoint.extend(events)
         if len(self._since_checkpoint) >= CHECKPOINT_EVERY:
-            self._checkpoint, self._since_checkpoint = copy.deepcopy(self.state), []
+            self._checkpoint, self._since_checkpoint = self.state.clone(), []
 
     async def _rollback(self) -> None:
         """Drop what was evolved but not stored: back to the checkpoint, forward through the stored events
         since, then whatever other instances stored meanwhile (from the log)."""
-        self.state = copy.deepcopy(self._checkpoint)
+        self.state = self._checkpoint.clone()
         for event in self._since_checkpoint:
             evolve(self.state, event)
         await self._catch_up()
@@ -218,9 +219,11 @@ class RoomHub(RoomPresence):
 
     def add_member(self, member: MemberInfo) -> None:
         self.members[member.user_id] = member
+        self._roles = None
 
     def remove_member(self, user_id: str) -> None:
         self.members.pop(user_id, None)
+        self._roles = None
         for conn in list(self.connections.values()):
             if conn.user_id == user_id:
                 conn.drop(4003, "removed from the room")
@@ -276,8 +279,9 @@ class RoomHub(RoomPresence):
                 pending.append((op, None, seen))  # a retry: ack again once what precedes it is stored
                 return
         try:
-            members = {m.user_id: m.role for m in self.members.values()}
-            decision = decide(self.state, op.actor, op.kind, op.payload, limits=self.limits, members=members)
+            if self._roles is None:
+                self._roles = {m.user_id: m.role for m in self.members.values()}
+            decision = decide(self.state, op.actor, op.kind, op.payload, limits=self.limits, members=self._roles)
         except OpRejected as rejection:
             self._reply_error(op, rejection)
             return
@@ -375,6 +379,6 @@ class RoomHub(RoomPresence):
                     conn.push_latest(key, frame)
         self.metrics.messages_out.inc(len(targets))
 
-    async def publish_ephemeral(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:
+    def publish_ephemeral_nowait(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:
         message = {"origin": self.bus.instance_id, "kind": "ephemeral", "frame": dumps(frame), "user": user, "key": key}
-        await self.bus.publish(self.room_id, message)
+        self.bus.publish_nowait(self.room_id, message)

@@ -78,7 +78,7 @@ class RoomPresence:
         name = self.members[user_id].display_name if user_id in self.members else user_id
         return {"type": "presence", "user": user_id, "status": status, "color": user_color(user_id), "name": name}
 
-    async def publish_ephemeral(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:
+    def publish_ephemeral_nowait(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:
         raise NotImplementedError
 
     def _system_op(self, kind: str) -> Op:
@@ -227,7 +227,7 @@ class RoomPresence:
 
     def _presence_changed(self, user_id: str, status: str) -> None:
         frame = self._presence_frame(user_id, status)
-        asyncio.get_running_loop().create_task(self.publish_ephemeral(frame, user=None))
+        self.publish_ephemeral_nowait(frame, user=None)
 
     def set_presence(self, conn: Connection, status: str) -> None:
         if self.presence.get(conn.user_id) != status:
@@ -254,7 +254,7 @@ class RoomPresence:
         due = getattr(conn, attr) + 1.0 / max_hz
         if now >= due and timer_key not in self._timers:
             setattr(conn, attr, now)
-            asyncio.get_running_loop().create_task(self.publish_ephemeral(frame, user=conn.user_id, key=key))
+            self.publish_ephemeral_nowait(frame, user=conn.user_id, key=key)
             return
         self._pending_ephemeral[timer_key] = (frame, key, conn)
         if timer_key not in self._timers:
@@ -269,4 +269,4 @@ class RoomPresence:
             return
         frame, key, conn = pending
         setattr(conn, attr, time.monotonic())
-        asyncio.get_running_loop().create_task(self.publish_ephemeral(frame, user=conn.user_id, key=key))
+        self.publish_ephemeral_nowait(frame, user=conn.user_id, key=key)

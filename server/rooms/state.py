@@ -62,6 +62,9 @@ class UndoEntry:
     before: dict[str, Any] | None  # fields to restore (None: it did not exist or was deleted)
     result_version: int  # the annotation's version right after the recorded change
 
+    def copy(self) -> UndoEntry:
+        return UndoEntry(self.annotation_id, self.before, self.result_version)  # `before` is never mutated
+
 
 @dataclass
 class RoomState:
@@ -77,6 +80,26 @@ class RoomState:
     history_refs: dict[str, set[str]] = field(default_factory=dict)  # annotation -> users whose history has it
     plans: dict[str, dict[str, Any]] = field(default_factory=dict)  # plan versions shown in the room (record.py)
     snapshots: list[dict[str, Any]] = field(default_factory=list)
+
+    def clone(self) -> RoomState:
+        """An independent copy, far cheaper than deepcopy: annotation records, op-index entries, chat
+        lines, snapshots and history-ref sets are never changed in place by `evolve` (it replaces them),
+        so their containers are copied shallowly; only what `evolve` mutates (model and plan dicts, undo
+        entries) is copied one level deeper."""
+        return RoomState(
+            seq=self.seq,
+            archived=self.archived,
+            annotations=self.annotations.copy(),
+            models={k: dict(v) for k, v in self.models.items()},
+            presenter=self.presenter,
+            chat=self.chat.copy(),
+            undo={user: [e.copy() for e in stack] for user, stack in self.undo.items()},
+            redo={user: [e.copy() for e in stack] for user, stack in self.redo.items()},
+            op_index=self.op_index.copy(),
+            history_refs=self.history_refs.copy(),
+            plans={k: dict(v) for k, v in self.plans.items()},
+            snapshots=self.snapshots.copy(),
+        )
 
     def seen(self, user_id: str, op_id: str) -> int | None:
         return self.op_index.get((user_id, op_id))
@@ -131,7 +154,8 @@ def _check_base(annotation: dict[str, Any], payload: dict[str, Any]) -> None:
 def _editable(annotation: dict[str, Any] | None) -> dict[str, Any] | None:
     if annotation is None or annotation.get("deleted"):
         return None
-    return {k: copy.deepcopy(annotation[k]) for k in ("kind", *_EDITABLE_FIELDS) if k in annotation}
+    # Records are replaced, never changed in place, so their values can be shared (an undo copies them).
+    return {k: annotation[k] for k in ("kind", *_EDITABLE_FIELDS) if k in annotation}
 
 
 def _record(

@@ -221,12 +221,11 @@ def test_scene_models_visibility_opacity_color() -> None:
     assert rejected(state, BOB, "scene.model.set", {"id": "nope", "visible": True}) == ErrorCode.INVALID_OP
 
 
-def test_replaying_the_log_rebuilds_identical_state() -> None:
-    rng = random.Random(7)
-    state = RoomState()
+def random_session(state: RoomState, rng: random.Random, ops: int, start: int = 0) -> list[dict[str, Any]]:
+    """`ops` random annotation edits, undos, redos and chat by three users; the accepted events."""
     log: list[dict[str, Any]] = []
     actors = [ALICE, BOB, OWNER]
-    for i in range(400):
+    for i in range(start, start + ops):
         actor = rng.choice(actors)
         live = [a for a in state.annotations.values() if not a.get("deleted")]
         choice = rng.random()
@@ -258,6 +257,24 @@ def test_replaying_the_log_rebuilds_identical_state() -> None:
         except OpRejected:
             continue
         log.append(event)
+    return log
+
+
+def full_state(state: RoomState) -> tuple[Any, ...]:
+    return (
+        state.snapshot(),
+        state.undo,
+        state.redo,
+        state.op_index,
+        state.history_refs,
+        state.models,
+        state.plans,
+    )
+
+
+def test_replaying_the_log_rebuilds_identical_state() -> None:
+    state = RoomState()
+    log = random_session(state, random.Random(7), 400)
     rebuilt = replay(log)
     assert rebuilt.snapshot() == state.snapshot()
     assert rebuilt.undo == state.undo and rebuilt.redo == state.redo
@@ -266,3 +283,22 @@ def test_replaying_the_log_rebuilds_identical_state() -> None:
         or rebuilt.seen("bob", log[-1]["op_id"])
         or rebuilt.seen("olga", log[-1]["op_id"])
     )
+
+
+def test_a_clone_is_independent_of_the_state_it_was_copied_from() -> None:
+    """The hub rolls back to a clone when another instance wrote first: whatever the live state does
+    afterwards (edits, undo rebasing, model changes) must leave the clone exactly as it was."""
+    rng = random.Random(11)
+    state = RoomState()
+    added = apply(state, ALICE, "scene.model.add", {"id": "mandible", "name": "Mandible", "url": "/m.glb"})
+    before = random_session(state, rng, 200)
+    clone = state.clone()
+    expected = full_state(replay([added, *before]))
+    after = random_session(state, rng, 200, start=200)
+    apply(state, BOB, "scene.model.set", {"id": "mandible", "visible": False, "opacity": 0.3})
+    assert full_state(clone) == expected
+    assert full_state(clone) != full_state(state)
+    for event in after:
+        evolve(clone, event)
+    assert clone.snapshot()["annotations"] == state.snapshot()["annotations"]
+    assert clone.undo == state.undo and clone.redo == state.redo and clone.op_index == state.op_index
