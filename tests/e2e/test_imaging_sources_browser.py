@@ -40,8 +40,11 @@ def label_map(server: str, ct_case: str) -> bytes:
 
 
 def _open_imaging(user: User) -> None:
+    """The Imaging tab with its folded sources (PACS, label map) unfolded."""
     user.page.click("[data-testid=tab-imaging]")
     user.page.wait_for_selector("[data-testid=imaging-case][data-case]")
+    for section in ("pacs-section", "labelmap-section"):
+        user.page.click(f"[data-testid={section}] > summary")
     user.page.wait_for_selector("[data-testid=labelmap-form]")
 
 

@@ -53,6 +53,7 @@ def test_a_study_pulled_from_the_pacs_lands_in_the_case_for_everyone(
     a.page.click("[data-testid=tab-imaging]")
     a.page.wait_for_selector("[data-testid=series-empty]")
     # No patient ID typed: the PACS is asked for the case's own patient.
+    a.page.click("[data-testid=pacs-section] > summary")
     a.page.click("[data-testid=pacs-search]")
     study = a.page.wait_for_selector(f"[data-testid=pacs-study][data-uid='{study_uid}']", timeout=10_000)
     assert a.page.locator("[data-testid=pacs-study]").count() == 1

@@ -128,12 +128,11 @@ export class ImagingPanel {
       h("h2", {}, "Add images"),
       this.upload.el,
       this.uploadStatus,
-      h("h2", {}, "From the PACS"),
-      pacs.el,
+      // Occasional sources, folded so that the series stay near the top of the tab.
+      h("details", { class: "imaging-source", testid: "pacs-section" }, h("summary", {}, "Retrieve from the PACS"), pacs.el),
+      h("details", { class: "imaging-source", testid: "labelmap-section" }, h("summary", {}, "Model from a 3D Slicer label map"), labelMap.el),
       h("h2", {}, "Series"),
       this.seriesBox,
-      h("h2", {}, "Label map from 3D Slicer"),
-      labelMap.el,
       h("h2", {}, "Ingest reports"),
       this.reportsBox,
     );
