@@ -1,7 +1,9 @@
 """Fixtures of the browser end-to-end tests: one real server (``python -m server.cli serve --demo`` in a
-subprocess, data in a tmp dir, the non-default room limits of tests.support.browser.LIMITS) and one
-Chromium per test module; every test makes its own rooms and browser contexts. Module scope, not
-session: Playwright's sync API must be gone before the asyncio tests of other folders run."""
+subprocess, data in a tmp dir, the non-default room limits of tests.support.browser.LIMITS), one
+Chromium per test module, and for the modules that ask, one Firefox ESR driven over WebDriver BiDi
+(tests.support.firefox); every test makes its own rooms and browser contexts. Module scope, not
+session: Playwright's sync API must be gone before the asyncio tests of other folders run. A missing
+browser or web build fails the tests that need it, with how to install it: never a skip."""
 
 from __future__ import annotations
 
@@ -12,8 +14,15 @@ from typing import Any
 import playwright.sync_api as playwright_sync
 import pytest
 
+from tests.support.bidi import BidiSession
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, DIST, User, close_users, demo_server
+from tests.support.firefox import FIREFOX, HOW_TO_INSTALL, firefox
 from tests.support.services import missing
+
+
+def _require_web_client() -> None:
+    if not DIST.exists():
+        missing("the built web client (web/dist)", "run `make web` (cd web && npm ci && npm run build)")
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +33,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not DIST.exists():
-        missing("the built web client (web/dist)", "run `make web` (cd web && npm ci && npm run build)")
+    _require_web_client()
     if not Path(CHROMIUM).exists():
         missing(
             f"Chromium at {CHROMIUM}",
@@ -35,6 +43,16 @@ def browser() -> Iterator[Any]:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def firefox_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BidiSession]:
+    """Debian's Firefox ESR, headless, fresh profile; tests open tabs with `firefox_session.new_tab`."""
+    _require_web_client()
+    if not Path(FIREFOX).exists():
+        missing(f"Firefox ESR at {FIREFOX}", HOW_TO_INSTALL)
+    with firefox(tmp_path_factory.mktemp("firefox")) as session:
+        yield session
 
 
 @pytest.fixture
