@@ -46,3 +46,26 @@ class SlicingFailed(PrintingError):
 class SlicingTimeout(PrintingError):
     status = 504
     code = "slicing_timeout"
+
+
+class PrintQuotaExceeded(PrintingError):
+    """Queueing the job would take the site past one of its print quotas (server/printing/quotas.py).
+    `details`: `quota` (the limit's name), `usage`, `limit`, and what the job would add."""
+
+    status = 429
+    code = "print_quota_exceeded"
+
+
+class ActiveJobsQuotaExceeded(PrintQuotaExceeded):
+    code = "print_quota_active_jobs"
+
+
+class MonthlyVolumeQuotaExceeded(PrintQuotaExceeded):
+    code = "print_quota_monthly_volume"
+
+
+class PrinterInUse(PrintingError):
+    """A printer that is printing, or has a job on it or assigned to it, cannot be retired."""
+
+    status = 409
+    code = "printer_in_use"

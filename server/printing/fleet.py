@@ -7,6 +7,9 @@ printer can take a part.
 - `PartClass` and `material_problem`: a guide needs biocompatible resin, an implant Ti6Al4V on a metal
   printer, an anatomical model any polymer; a scaffold a biocompatible ceramic, a tissue a bioink (these
   two are Trinity's, so that ceramic and bio printers have parts they may print).
+- `Purpose`: what the print is for. `clinical` (the default) is the part itself, bound by the rules above;
+  `fit_check` is a non-sterile rehearsal copy of a guide or an implant that the team tries on the bone
+  model before the real part is made, so any polymer will do (PLA or PETG on FDM, resin).
 - `PrinterSpec`: what a printer is (build volume, loaded material, nozzle, layer height, tags, site...).
   Validated on construction (`InvalidPrinterSpec`).
 - `JobRequirements`: what a job needs, with its bounding box in each candidate orientation
@@ -14,7 +17,7 @@ printer can take a part.
 - Checks return reasons, not booleans, so "no printer can take it" always says why:
   `request_problems` (the job itself), `capability_problems` (what the printer can never do: site,
   technology, build volume, tags) and `setup_problems` (what an operator can change: the loaded material,
-  the nozzle). `fit_box` finds the rotation about Z at which a box fits a build volume, diagonally if need be.
+  the nozzle). Whether a box fits a build volume is `fit.py`'s.
 
 Units: millimetres, degrees, grams per cubic centimetre, degrees Celsius. Pure: no I/O.
 """
@@ -25,16 +28,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
-
 from server.printing.drivers.base import BuildVolume
 from server.printing.errors import InvalidPrinterSpec, UnknownMaterial
+from server.printing.fit import Box, fit_job, smallest_box
 
-Box = tuple[float, float, float]  # x, y, z extents in mm, z up (the build direction)
-
-FIT_TOLERANCE_MM = 1e-6
 TIMES = "\u00d7"  # the multiplication sign, as in "build volume 180 x 180 mm" written properly
-_GRID_ANGLES_DEG = np.arange(0.0, 180.0, 0.5)  # rotations about Z tried when neither 0 nor 90 fits
 
 
 class Technology(StrEnum):
@@ -62,6 +60,13 @@ class PartClass(StrEnum):
     SCAFFOLD = "scaffold"  # a bone substitute in a biocompatible ceramic
     TISSUE = "tissue"  # a bioprinted construct
 
+
+class Purpose(StrEnum):
+    CLINICAL = "clinical"  # the part itself
+    FIT_CHECK = "fit_check"  # a non-sterile polymer copy of a guide or implant, to check fit on the bone model
+
+
+FIT_CHECK_CLASSES = frozenset({PartClass.GUIDE, PartClass.IMPLANT})
 
 PART_CLASS_NEEDS = {
     PartClass.ANATOMICAL_MODEL: "a polymer",
@@ -119,8 +124,19 @@ def material(key: str) -> Material:
         raise UnknownMaterial(f"unknown material {key!r}; known: {', '.join(sorted(MATERIALS))}") from None
 
 
-def material_problem(part_class: PartClass, mat: Material) -> str | None:
-    """Why `mat` may not make a part of this class, or None when it may."""
+def purpose_problem(part_class: PartClass, purpose: Purpose) -> str | None:
+    """Why a print of this class cannot have this purpose, or None when it can."""
+    if purpose is Purpose.FIT_CHECK and part_class not in FIT_CHECK_CLASSES:
+        return f"a fit-check copy is made of a guide or an implant, not of {_article(part_class)}"
+    return None
+
+
+def material_problem(part_class: PartClass, mat: Material, purpose: Purpose = Purpose.CLINICAL) -> str | None:
+    """Why `mat` may not make a part of this class for this purpose, or None when it may."""
+    if purpose is Purpose.FIT_CHECK and part_class in FIT_CHECK_CLASSES:
+        if mat.polymer:
+            return None
+        return f"material {mat.name} is not allowed for {_part(part_class, purpose)}: needs a polymer"
     if part_class is PartClass.ANATOMICAL_MODEL:
         allowed = mat.polymer
     elif part_class is PartClass.GUIDE:
@@ -136,8 +152,8 @@ def material_problem(part_class: PartClass, mat: Material) -> str | None:
     return f"material {mat.name} is not allowed for {_article(part_class)}: needs {PART_CLASS_NEEDS[part_class]}"
 
 
-def allowed_materials(part_class: PartClass) -> tuple[Material, ...]:
-    return tuple(m for m in MATERIALS.values() if material_problem(part_class, m) is None)
+def allowed_materials(part_class: PartClass, purpose: Purpose = Purpose.CLINICAL) -> tuple[Material, ...]:
+    return tuple(m for m in MATERIALS.values() if material_problem(part_class, m, purpose) is None)
 
 
 @dataclass(frozen=True)
@@ -199,6 +215,7 @@ class JobRequirements:
     nozzle_mm: float | None = None
     tags: frozenset[str] = frozenset()
     site_id: str | None = None  # None: a printer at any site will do
+    purpose: Purpose = Purpose.CLINICAL
 
     def materials(self) -> tuple[Material, ...]:
         """The materials that would do for this job (empty when the request itself is wrong)."""
@@ -209,7 +226,7 @@ class JobRequirements:
         return tuple(
             m
             for m in candidates
-            if material_problem(self.part_class, m) is None
+            if material_problem(self.part_class, m, self.purpose) is None
             and (self.technology is None or m.technology is self.technology)
         )
 
@@ -217,25 +234,22 @@ class JobRequirements:
         return frozenset(m.technology for m in self.materials())
 
 
-def box_orientations(x_mm: float, y_mm: float, z_mm: float) -> tuple[Box, ...]:
-    """A box's three distinct orientations up to a turn about Z (each axis up once)."""
-    return ((x_mm, y_mm, z_mm), (x_mm, z_mm, y_mm), (y_mm, z_mm, x_mm))
-
-
 def request_problems(req: JobRequirements) -> list[str]:
     """What is wrong with the job itself, whatever the fleet (unknown or unsuitable material...)."""
+    if (problem := purpose_problem(req.part_class, req.purpose)) is not None:
+        return [problem]
     problems = []
     if req.material is not None:
         if req.material not in MATERIALS:
             return [f"unknown material {req.material!r}"]
         mat = MATERIALS[req.material]
-        if (problem := material_problem(req.part_class, mat)) is not None:
+        if (problem := material_problem(req.part_class, mat, req.purpose)) is not None:
             problems.append(problem)
         if req.technology is not None and mat.technology is not req.technology:
             problems.append(f"material {mat.name} is printed by {mat.technology.value}, not {req.technology.value}")
     elif not req.materials():
         tech = req.technology.value if req.technology else "any"
-        problems.append(f"no {tech} material is allowed for {_article(req.part_class)}")
+        problems.append(f"no {tech} material is allowed for {_part(req.part_class, req.purpose)}")
     if not req.boxes_mm:
         problems.append("the part has no size (no orientation from preflight)")
     return problems
@@ -269,7 +283,7 @@ def setup_problems(printer: PrinterSpec, req: JobRequirements) -> list[str]:
     if loaded is None:
         problems.append(f"no material loaded (needs {_names(wanted)})")
     elif loaded not in wanted:
-        if (problem := material_problem(req.part_class, loaded)) is not None:
+        if (problem := material_problem(req.part_class, loaded, req.purpose)) is not None:
             problems.append(problem)
         else:
             problems.append(f"material {loaded.name} is loaded, the job needs {_names(wanted)}")
@@ -278,50 +292,14 @@ def setup_problems(printer: PrinterSpec, req: JobRequirements) -> list[str]:
     return problems
 
 
-def fit_angle_deg(points_xy: np.ndarray, bed_x_mm: float, bed_y_mm: float) -> float | None:
-    """The turn about Z (degrees, counter-clockwise) at which these footprint points fit the bed:
-    0 when they fit as they are, else 90, else the angle with the most room left; None if none does."""
-    points = np.asarray(points_xy, dtype=np.float64).reshape(-1, 2)
-    square = _slack(points, np.array([0.0, 90.0]), bed_x_mm, bed_y_mm)
-    if (fitting := np.flatnonzero(square >= -FIT_TOLERANCE_MM)).size:
-        return 90.0 * float(fitting[0])
-    slack = _slack(points, _GRID_ANGLES_DEG, bed_x_mm, bed_y_mm)
-    best = int(np.argmax(slack))
-    return float(_GRID_ANGLES_DEG[best]) if slack[best] >= -FIT_TOLERANCE_MM else None
-
-
-def _slack(points: np.ndarray, angles_deg: np.ndarray, bed_x_mm: float, bed_y_mm: float) -> np.ndarray:
-    """Room left (mm, negative: too big) on the tighter bed axis, per angle."""
-    rad = np.radians(angles_deg)[:, None]
-    x = points[:, 0] * np.cos(rad) - points[:, 1] * np.sin(rad)
-    y = points[:, 0] * np.sin(rad) + points[:, 1] * np.cos(rad)
-    return np.minimum(bed_x_mm - np.ptp(x, axis=1), bed_y_mm - np.ptp(y, axis=1))
-
-
-def fit_box(box: Box, volume: BuildVolume) -> float | None:
-    """The turn about Z at which a box of these extents fits the build volume, or None."""
-    x, y, z = box
-    if z > volume.z_mm + FIT_TOLERANCE_MM:
-        return None
-    corners = np.array([[0.0, 0.0], [x, 0.0], [x, y], [0.0, y]])
-    return fit_angle_deg(corners, volume.x_mm, volume.y_mm)
-
-
-def fit_job(volume: BuildVolume, boxes: Iterable[Box]) -> tuple[int, float] | None:
-    """The first of the candidate boxes that fits, and its turn about Z."""
-    for index, box in enumerate(boxes):
-        angle = fit_box(box, volume)
-        if angle is not None:
-            return index, angle
-    return None
-
-
-def smallest_box(boxes: Iterable[Box]) -> Box:
-    return min(boxes, key=lambda b: (b[0] * b[1] * b[2], max(b)))
-
-
 def _article(part_class: PartClass) -> str:
     return _a(part_class.value.replace("_", " "))
+
+
+def _part(part_class: PartClass, purpose: Purpose) -> str:
+    if purpose is Purpose.FIT_CHECK:
+        return f"a fit-check copy of {_article(part_class)}"
+    return _article(part_class)
 
 
 def _a(words: str) -> str:
@@ -331,7 +309,7 @@ def _a(words: str) -> str:
 def _what(req: JobRequirements) -> str:
     if req.material is not None and req.material in MATERIALS:
         return MATERIALS[req.material].name
-    return _article(req.part_class)
+    return _part(req.part_class, req.purpose)
 
 
 def _names(materials: Iterable[Material]) -> str:

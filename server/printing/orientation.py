@@ -10,7 +10,7 @@ the support area (faces facing down more than 45° from the vertical, projected 
 those resting on it). Ties go to the other criterion, then to the candidate's index: deterministic.
 
 `place` finds the turn about Z at which the chosen box fits a printer (diagonally if need be, with the
-same rule as `fleet.fit_box`) and records the 4x4 transform from the input mesh's coordinates to the
+same rule as `fit.fit_box`) and records the 4x4 transform from the input mesh's coordinates to the
 build plate's, the part's bounding box starting at the origin. Pure: trimesh and numpy only.
 """
 
@@ -23,7 +23,8 @@ import trimesh
 from scipy.spatial import ConvexHull, QhullError
 
 from server.printing.drivers.base import BuildVolume
-from server.printing.fleet import Box, Technology, fit_box
+from server.printing.fit import Box, fit_box
+from server.printing.fleet import Technology
 
 OVERHANG_DEG = 45.0
 ON_PLATE_MM = 0.1  # a face this close to the lowest point rests on the plate and needs no support

@@ -8,7 +8,8 @@
 
 Per printer: the mesh must be a closed, manifold, outward-facing solid (`check_mesh`, using the design
 package's topology); the request must make sense (material allowed for the part class: guide ->
-biocompatible resin, implant -> Ti6Al4V, model -> any polymer); the printer must be capable (site,
+biocompatible resin, implant -> Ti6Al4V, model -> any polymer; a fit-check copy of a guide or implant ->
+any polymer); the printer must be capable (site,
 technology, build volume in some orientation, tags: `fleet.capability_problems`) and is ready when its
 loaded material and nozzle suit the job (`fleet.setup_problems`). For each capable printer the best
 orientation for its technology that fits is placed (`orientation.place`: the 4x4 transform is
@@ -31,6 +32,7 @@ from server.printing.fleet import (
     Material,
     PartClass,
     PrinterSpec,
+    Purpose,
     Technology,
     assess,
     request_problems,
@@ -57,7 +59,7 @@ class MeshReport:
 
 @dataclass(frozen=True)
 class PrintRequest:
-    """What the plan asks for; `material` None: any material allowed for the part class."""
+    """What the plan asks for; `material` None: any material allowed for the part class and purpose."""
 
     part_class: PartClass
     material: str | None = None
@@ -65,6 +67,7 @@ class PrintRequest:
     nozzle_mm: float | None = None
     tags: frozenset[str] = frozenset()
     site_id: str | None = None
+    purpose: Purpose = Purpose.CLINICAL
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,7 @@ def requirements_for(request: PrintRequest, orientations: Sequence[Orientation])
         nozzle_mm=request.nozzle_mm,
         tags=request.tags,
         site_id=request.site_id,
+        purpose=request.purpose,
     )
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from server.printing.drivers.base import BuildVolume
 from server.printing.errors import InvalidPrinterSpec, UnknownMaterial
+from server.printing.fit import box_orientations, fit_box
 from server.printing.fleet import (
     MATERIALS,
     JobRequirements,
@@ -16,8 +17,6 @@ from server.printing.fleet import (
     Technology,
     allowed_materials,
     assess,
-    box_orientations,
-    fit_box,
     material,
     material_problem,
     request_problems,

@@ -17,15 +17,8 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from server.printing.drivers.base import PrinterState
-from server.printing.fleet import (
-    JobRequirements,
-    PartClass,
-    PrinterSpec,
-    Technology,
-    assess,
-    box_orientations,
-    fit_job,
-)
+from server.printing.fit import box_orientations, fit_job
+from server.printing.fleet import JobRequirements, PartClass, PrinterSpec, Technology, assess
 from server.printing.scheduler import DAY_S, Decision, PrinterView, Priority, QueuedJob, need_by_s, schedule
 from tests.unit.printing.parts import center_fleet
 

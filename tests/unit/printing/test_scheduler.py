@@ -6,7 +6,8 @@ from __future__ import annotations
 import random
 
 from server.printing.drivers.base import PrinterState
-from server.printing.fleet import JobRequirements, PartClass, Technology, box_orientations
+from server.printing.fit import box_orientations
+from server.printing.fleet import JobRequirements, PartClass, Technology
 from server.printing.scheduler import (
     DAY_S,
     PrinterView,
