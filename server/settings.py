@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-only-secret-change-me-0123456789abcdef"
@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     printing_secrets_dir: str = "/run/secrets"  # or file: references under this folder
     printing_slice_timeout_s: float = 900.0
     printing_slicer_binary: str = "prusa-slicer"
+    # Per-site print quotas (an admin may set a site's own: PATCH /api/sites/{site}/print-quota)
+    printing_quota_active_jobs: int = Field(200, ge=0)  # open print jobs (queued to printing) at once
+    printing_quota_monthly_volume_cm3: float = Field(50_000.0, ge=0)  # part volume queued per calendar month
+    printing_quota_timezone: str = "UTC"  # where the calendar months of the volume quota begin (IANA name)
 
     # Video (server/rooms/video/config.py)
     video_enabled: bool = True
@@ -167,6 +171,17 @@ class Settings(BaseSettings):
         if self.environment == "production" and self.secret_key == DEV_SECRET:
             raise ValueError("TRINITY_SECRET_KEY must be set in production")
         return self
+
+    @field_validator("printing_quota_timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name such as Europe/Berlin)") from None
+        return name
 
     @property
     def effective_database_url(self) -> str:

@@ -20,6 +20,7 @@ from server.printing.models import PrinterRecord, PrintJob
 log = logging.getLogger("trinity.printing")
 
 PublishFrame = Callable[[str, dict[str, Any]], Awaitable[None]]  # Hubs.publish(room_id, frame)
+RETIRED = "retired"  # the last state a maker room hears of a printer that left the fleet
 RESCAN_WINDOW_MS = 15_000  # clocks of instances and the ms resolution: look back a little further
 
 
@@ -75,6 +76,23 @@ class Announcer:
             ),
         )
 
+    async def retired(self, row: PrinterRecord) -> None:
+        """The printer left the fleet: a last `printer` frame with state "retired", from the instance that
+        showed it (once), and then it is forgotten."""
+        if self._printers_told.pop(row.id, None) is None:
+            return
+        self._latest_status.pop(row.id, None)
+        frame = printer_frame(
+            printer_id=row.id,
+            name=row.name,
+            technology=row.technology,
+            state=RETIRED,
+            job_id=None,
+            status={},
+            message="retired: it has left the fleet",
+        )
+        await self.to_site(row.site_id, frame)
+
     async def job(self, row: PrintJob, event: str, *, reason: str | None = None, live: bool = False) -> None:
         """`reason`: what this event says, when it is not the job's own standing reason. `live`: the row
         carries what the host just said; other rows (read back, or changed by the API) may hold progress
@@ -97,6 +115,7 @@ class Announcer:
                 layers=row.layers,
                 reason=reason or row.reason or row.wait_reason,
                 event=event,
+                purpose=row.purpose,
             ),
         )
 

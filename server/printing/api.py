@@ -1,9 +1,12 @@
-"""REST for printing: the fleet, the print queue, and the maker dashboard's snapshot.
+"""REST for printing: the print queue and the maker dashboard's snapshot (the printers: printers_api.py;
+the site's print quotas: quota_api.py).
 
 Who may do what (a site's own users only; other sites get 404):
 - everyone of the site: read the fleet, the queue, a job with its history, the cameras;
 - surgeons, engineers, technicians and admins: queue a print (`POST /api/print-jobs`); guides and implants
-  only from an approved plan that pins that artifact version (the record's gate, 409 otherwise);
+  only from an approved plan that pins that artifact version (the record's gate, 409 otherwise), and that
+  includes their fit-check copies (`purpose: fit_check`, any polymer); within the site's print quotas
+  (429 `print_quota_active_jobs` or `print_quota_monthly_volume`, quotas.py);
   the one who queued a job may cancel it until it is on a printer;
 - technicians and admins ("operators", API keys too): start (release to the printers) and assign,
   reorder, pause, resume, cancel, retry, confirm a bed cleared, resume a printer's queue, and add,
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from sqlmodel import Session
 
 from server.artifacts import store as artifacts
@@ -26,141 +29,19 @@ from server.core.auth import Principal, new_id
 from server.core.db import now_ms
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.deps import CurrentPrincipal, SessionDep
-from server.printing import repository
-from server.printing.config import PrintingConfig
-from server.printing.fleet import material
+from server.printing import quota_store, repository
+from server.printing.edge import config_of, nudge, require_operator
+from server.printing.fleet import material, purpose_problem
 from server.printing.models import PrinterRecord, PrintJob
 from server.printing.scheduler import queue_order
-from server.printing.schemas import (
-    ENDED,
-    MESH_FORMATS,
-    OPERATOR_ROLES,
-    QUEUE_ROLES,
-    Order,
-    PrinterBody,
-    PrinterCreate,
-    PrintRequestBody,
-    QueueSwitch,
-    Start,
-    Switch,
-    apply_update,
-    new_printer,
-)
+from server.printing.schemas import MESH_FORMATS, OPERATOR_ROLES, QUEUE_ROLES, Order, PrintRequestBody, Start
+from server.printing.tasks import part_volume_mm3
 from server.rooms import repository as rooms
 
 router = APIRouter(prefix="/api", tags=["printing"])
 
 
-def _operator(principal: Principal, site_id: str) -> None:
-    if principal.site_id != site_id:
-        raise NotFound("not found")
-    if principal.role not in OPERATOR_ROLES:
-        raise Forbidden("only technicians and admins operate the printers and the queue")
-
-
-def _nudge(request: Request) -> None:
-    supervisor = getattr(request.app.state, "printing", None)
-    if supervisor is not None:
-        supervisor.nudge()
-
-
-def _config(request: Request) -> PrintingConfig:
-    return PrintingConfig.from_settings(request.app.state.settings)
-
-
-# --- the fleet --------------------------------------------------------------------------------------
-
-
-@router.get("/printers")
-def list_printers(principal: CurrentPrincipal, db: SessionDep) -> list[dict[str, Any]]:
-    return [repository.printer_public(row) for row in repository.printers(db, principal.site_id)]
-
-
-@router.get("/printers/{printer_id}")
-def read_printer(printer_id: str, principal: CurrentPrincipal, db: SessionDep) -> dict[str, Any]:
-    return repository.printer_public(repository.get_printer(db, printer_id, principal.site_id))
-
-
-@router.post("/printers", status_code=201)
-def create_printer(
-    body: PrinterCreate, principal: CurrentPrincipal, db: SessionDep, request: Request
-) -> dict[str, Any]:
-    _operator(principal, principal.site_id)
-    row = new_printer(body, principal.site_id, _config(request).secret_policy)
-    if db.get(PrinterRecord, row.id) is not None:
-        raise Conflict(f"printer {row.id} exists")
-    repository.add_printer(db, row)
-    audit.record_by(db, principal, "printer.create", target_type="printer", target_id=row.id)
-    _nudge(request)
-    return repository.printer_public(row)
-
-
-@router.patch("/printers/{printer_id}")
-def update_printer(
-    printer_id: str, body: PrinterBody, principal: CurrentPrincipal, db: SessionDep, request: Request
-) -> dict[str, Any]:
-    row = repository.get_printer(db, printer_id, principal.site_id)
-    _operator(principal, row.site_id)
-    fields = apply_update(row, body, _config(request).secret_policy)
-    db.add(row)
-    db.commit()
-    audit.record_by(db, principal, "printer.update", target_type="printer", target_id=row.id, fields=fields)
-    _nudge(request)
-    return repository.printer_public(row)
-
-
-def _switch(db: Session, request: Request, principal: Principal, printer_id: str, **changes: Any) -> dict[str, Any]:
-    row = repository.get_printer(db, printer_id, principal.site_id)
-    _operator(principal, row.site_id)
-    repository.set_printer(db, printer_id, **changes)
-    audit.record_by(db, principal, "printer.switch", target_type="printer", target_id=printer_id, **changes)
-    db.expire_all()
-    _nudge(request)
-    return repository.printer_public(repository.get_printer(db, printer_id))
-
-
-@router.post("/printers/{printer_id}/maintenance")
-def maintenance(printer_id: str, body: Switch, principal: CurrentPrincipal, db: SessionDep, request: Request) -> Any:
-    return _switch(db, request, principal, printer_id, maintenance=body.on)
-
-
-@router.post("/printers/{printer_id}/bed-cleared")
-def bed_cleared(printer_id: str, principal: CurrentPrincipal, db: SessionDep, request: Request) -> Any:
-    row = repository.get_printer(db, printer_id, principal.site_id)
-    if row.current_job_id is not None and repository.get_job(db, row.current_job_id).state not in ENDED:
-        raise Conflict(f"printer {printer_id} has job {row.current_job_id} on it")
-    return _switch(db, request, principal, printer_id, bed_clear=True, current_job_id=None, state_message="")
-
-
-@router.post("/printers/{printer_id}/queue")
-def printer_queue(
-    printer_id: str, body: QueueSwitch, principal: CurrentPrincipal, db: SessionDep, request: Request
-) -> Any:
-    extra = {} if body.paused else {"state_message": ""}
-    return _switch(db, request, principal, printer_id, queue_paused=body.paused, **extra)
-
-
-@router.get("/printers/{printer_id}/camera")
-def camera(printer_id: str, principal: CurrentPrincipal, db: SessionDep) -> dict[str, Any]:
-    row = repository.get_printer(db, printer_id, principal.site_id)
-    snapshot = f"/api/printers/{printer_id}/camera.jpg" if row.driver == "simulator" else None
-    return {"urls": row.status.get("cameras") or [], "snapshot": snapshot}
-
-
-@router.get("/printers/{printer_id}/camera.jpg")
-async def camera_jpeg(printer_id: str, principal: CurrentPrincipal, request: Request) -> Response:
-    def check() -> None:
-        with request.app.state.db.session() as db:
-            row = repository.get_printer(db, printer_id, principal.site_id)
-            if row.driver != "simulator":
-                raise NotFound("this printer's cameras are at the URLs of GET /api/printers/{id}/camera")
-
-    await request.app.state.db.run_read(check)
-    supervisor = getattr(request.app.state, "printing", None)
-    jpeg = await supervisor.camera_jpeg(printer_id) if supervisor is not None else None
-    if jpeg is None:
-        raise Conflict("the simulated printer is not running in this instance (it is offline or supervised elsewhere)")
-    return Response(jpeg, media_type="image/jpeg", headers={"cache-control": "no-store"})
+# --- the maker dashboard -----------------------------------------------------------------------
 
 
 @router.get("/sites/{site_id}/fleet")
@@ -197,6 +78,8 @@ def queue_print(body: PrintRequestBody, principal: CurrentPrincipal, db: Session
         raise Invalid(f"a {artifact.kind} artifact is printed as a {artifact.kind}, not as {body.part_class.value}")
     if not any(fmt in artifact.files for fmt in MESH_FORMATS):
         raise Invalid(f"artifact {artifact.id} ({artifact.kind}) has no mesh to print")
+    if (problem := purpose_problem(body.part_class, body.purpose)) is not None:
+        raise Invalid(problem)
     if body.material is not None:
         material(body.material)  # UnknownMaterial (422) names the known ones
     plan_id, plan_hash = repository.approved_plan(db, artifact.id, body.part_class)
@@ -207,6 +90,8 @@ def queue_print(body: PrintRequestBody, principal: CurrentPrincipal, db: Session
         room_id = None  # the artifact's room is not the caller's: progress goes only to the maker rooms
     priority = body.priority_value()
     operator = principal.role in OPERATOR_ROLES
+    volume_mm3 = part_volume_mm3(artifact, request.app.state.settings)
+    quota_store.admit(db, principal.site_id, volume_mm3, config_of(request))  # the site stays locked until stored
     row = repository.create_job(
         db,
         PrintJob(
@@ -218,6 +103,8 @@ def queue_print(body: PrintRequestBody, principal: CurrentPrincipal, db: Session
             plan_version_id=plan_id,
             plan_content_hash=plan_hash,
             part_class=body.part_class.value,
+            purpose=body.purpose.value,
+            volume_mm3=volume_mm3,
             material=body.material,
             technology=body.technology.value if body.technology else None,
             tags=sorted(set(body.tags)),
@@ -237,8 +124,9 @@ def queue_print(body: PrintRequestBody, principal: CurrentPrincipal, db: Session
         target_id=artifact.id,
         print_job_id=row.id,
         plan_id=plan_id,
+        purpose=row.purpose,
     )
-    _nudge(request)
+    nudge(request)
     return repository.job_public(row)
 
 
@@ -270,13 +158,13 @@ def _move(
     )
     if moved is None:
         raise Conflict(f"print job {job_id} is {row.state}: cannot {what} it now")
-    _nudge(request)
+    nudge(request)
     return repository.job_public(moved)
 
 
 @router.post("/print-jobs/{job_id}/start")
 def start(job_id: str, body: Start, principal: CurrentPrincipal, db: SessionDep, request: Request) -> Any:
-    _operator(principal, repository.get_job(db, job_id, principal.site_id).site_id)
+    require_operator(principal, repository.get_job(db, job_id, principal.site_id).site_id)
     changes: dict[str, Any] = {"released_by": principal.user_id}
     if body.printer_id is not None:
         changes["assigned_printer_id"] = repository.get_printer(db, body.printer_id, principal.site_id).id
@@ -285,7 +173,7 @@ def start(job_id: str, body: Start, principal: CurrentPrincipal, db: SessionDep,
 
 @router.post("/print-jobs/{job_id}/assign")
 def assign(job_id: str, body: Start, principal: CurrentPrincipal, db: SessionDep, request: Request) -> Any:
-    _operator(principal, repository.get_job(db, job_id, principal.site_id).site_id)
+    require_operator(principal, repository.get_job(db, job_id, principal.site_id).site_id)
     if body.printer_id is not None:
         repository.get_printer(db, body.printer_id, principal.site_id)
     changes = {"assigned_printer_id": body.printer_id, "wait_reason": ""}
@@ -296,15 +184,15 @@ def assign(job_id: str, body: Start, principal: CurrentPrincipal, db: SessionDep
 
 @router.post("/sites/{site_id}/print-queue/order")
 def reorder(site_id: str, body: Order, principal: CurrentPrincipal, db: SessionDep, request: Request) -> Any:
-    _operator(principal, site_id)
+    require_operator(principal, site_id)
     repository.reorder(db, site_id, body.job_ids, who=principal.user_id)
-    _nudge(request)
+    nudge(request)
     return fleet(site_id, principal, db)["queue"]
 
 
 @router.post("/print-jobs/{job_id}/pause")
 def pause(job_id: str, principal: CurrentPrincipal, db: SessionDep, request: Request) -> Any:
-    _operator(principal, repository.get_job(db, job_id, principal.site_id).site_id)
+    require_operator(principal, repository.get_job(db, job_id, principal.site_id).site_id)
     return _move(
         db,
         request,
@@ -318,7 +206,7 @@ def pause(job_id: str, principal: CurrentPrincipal, db: SessionDep, request: Req
 
 @router.post("/print-jobs/{job_id}/resume")
 def resume(job_id: str, principal: CurrentPrincipal, db: SessionDep, request: Request) -> Any:
-    _operator(principal, repository.get_job(db, job_id, principal.site_id).site_id)
+    require_operator(principal, repository.get_job(db, job_id, principal.site_id).site_id)
     return _move(
         db,
         request,
@@ -359,7 +247,7 @@ def cancel(job_id: str, principal: CurrentPrincipal, db: SessionDep, request: Re
 @router.post("/print-jobs/{job_id}/retry")
 def retry(job_id: str, principal: CurrentPrincipal, db: SessionDep, request: Request) -> Any:
     row = repository.get_job(db, job_id, principal.site_id)
-    _operator(principal, row.site_id)
+    require_operator(principal, row.site_id)
     again = row.state == "refused" or "requirements" not in row.preflight
     changes: dict[str, Any] = {
         "state": "preparing" if again else "ready",
@@ -374,7 +262,10 @@ def retry(job_id: str, principal: CurrentPrincipal, db: SessionDep, request: Req
         "started_at_ms": None,
         "finished_at_ms": None,
     }
-    result = _move(db, request, principal, job_id, ("failed", "cancelled", "interrupted", "refused"), changes, "retry")
+    retried_from = ("failed", "cancelled", "interrupted", "refused")
+    if row.state in retried_from:  # back in the queue: within the site's quotas again
+        quota_store.admit(db, row.site_id, row.volume_mm3, config_of(request), exclude_job=row.id)
+    result = _move(db, request, principal, job_id, retried_from, changes, "retry")
     printer = db.get(PrinterRecord, row.printer_id) if row.printer_id else None
     if printer is not None and printer.current_job_id == job_id:
         repository.set_printer(db, printer.id, current_job_id=None, bed_clear=False)

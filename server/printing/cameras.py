@@ -53,6 +53,19 @@ class CameraOffers:
                     continue
                 self._offered.add((room_id, row.id))
 
+    def withdraw(self, printer_id: str) -> None:
+        """The printer's camera leaves every room it was offered to (the printer was retired)."""
+        offered = [(room_id, pid) for room_id, pid in self._offered if pid == printer_id]
+        video = self.video_of()
+        for room_id, pid in offered:
+            self._offered.discard((room_id, pid))
+            if video is None:
+                continue
+            try:
+                video.remove_printer_camera(room_id, camera_id(pid))
+            except Exception:  # video trouble never stops printing
+                log.exception("could not withdraw a printer camera", extra={"printer": pid, "room": room_id})
+
     def _camera(self, row: PrinterRecord, driver: PrinterDriver) -> Any:
         from server.rooms.video.cameras import FrameProviderCamera, StreamCamera
 

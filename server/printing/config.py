@@ -21,6 +21,9 @@ class PrintingConfig:
     printing_secrets_dir: str = "/run/secrets"  # file: references must lie under this folder
     printing_slice_timeout_s: float = 900.0  # one PrusaSlicer run (read by the slice job)
     printing_slicer_binary: str = "prusa-slicer"
+    printing_quota_active_jobs: int = 200  # per site, unless the site has its own (quota_store)
+    printing_quota_monthly_volume_cm3: float = 50_000.0
+    printing_quota_timezone: str = "UTC"
 
     @classmethod
     def from_settings(cls, settings: Any) -> PrintingConfig:

@@ -313,7 +313,10 @@ class Dispatcher:
     async def _reserve(self, job: PrintJob, printer_id: str, turn_deg: float) -> None:
         def write() -> PrintJob | None:
             with self.db.session() as session:
-                row = repository.transition(
+                if not repository.reserve_printer(session, printer_id, job.id):  # taken, or retired, meanwhile
+                    session.rollback()
+                    return None
+                return repository.transition(  # commits the reservation with the job's move, or neither
                     session,
                     job.id,
                     allowed_from=("ready",),
@@ -322,9 +325,6 @@ class Dispatcher:
                     what="assigned",
                     turn_deg=turn_deg,
                 )
-                if row is not None:
-                    repository.set_printer(session, printer_id, current_job_id=job.id)
-                return row
 
         row = await self.db.run_write(write)
         if row is None:

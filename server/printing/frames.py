@@ -2,7 +2,8 @@
 
     {"type": "printer", "id", "name", "technology", "state", "job", "progress", "layer", "layers",
      "eta_s", "temperatures": [{"name", "actual_c", "target_c"}], "message"}
-    {"type": "print_job", "id", "state", "printer_id", "progress", "reason", "event", "layer", "layers", "name"}
+    {"type": "print_job", "id", "state", "printer_id", "progress", "reason", "event", "layer", "layers", "name",
+     "purpose"}
 
 Built from plain values (the rows' fields and the host's last status), so they are the same whichever
 instance supervises. Pure.
@@ -72,6 +73,7 @@ def print_job_frame(
     layers: int | None,
     reason: str,
     event: str,
+    purpose: str = "clinical",
 ) -> dict[str, Any]:
     return {
         "type": "print_job",
@@ -84,4 +86,5 @@ def print_job_frame(
         "layers": layers,
         "reason": reason,
         "event": event,
+        "purpose": purpose,
     }

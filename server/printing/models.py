@@ -1,4 +1,5 @@
-"""Printing records in SQL: the fleet (printers and their live state), print jobs and their history.
+"""Printing records in SQL: the fleet (printers and their live state), print jobs and their history, and
+each site's own print quotas.
 
 Connection secrets are never stored here in clear: `connection` holds the host URL and a *reference*
 to the API key (`env:NAME` or `file:/run/secrets/name`), resolved by the supervisor when it connects,
@@ -43,6 +44,9 @@ class PrinterRecord(SQLModel, table=True):
     status: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at_ms: int = Field(default_factory=now_ms, sa_type=BigInteger)
     updated_at_ms: int = Field(default_factory=now_ms, sa_type=BigInteger)
+    # A retired printer leaves the fleet but keeps its row (and id) for the history of the jobs it printed.
+    retired_at_ms: int | None = Field(default=None, sa_type=BigInteger)
+    retired_by: str | None = Field(default=None, max_length=64)
 
 
 class PrintJob(SQLModel, table=True):
@@ -55,6 +59,8 @@ class PrintJob(SQLModel, table=True):
     plan_version_id: str | None = Field(default=None, max_length=64)  # the approved plan that allowed it
     plan_content_hash: str | None = Field(default=None, max_length=64)
     part_class: str = Field(max_length=20)  # anatomical_model | guide | implant | scaffold | tissue
+    purpose: str = Field(default="clinical", max_length=20)  # clinical | fit_check (fleet.Purpose)
+    volume_mm3: float | None = None  # the part's solid volume, counted against the site's monthly quota
     material: str | None = Field(default=None, max_length=40)
     technology: str | None = Field(default=None, max_length=16)
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
@@ -97,3 +103,15 @@ class PrintJobEvent(SQLModel, table=True):
     printer_id: str | None = Field(default=None, max_length=64)
     reason: str = Field(default="", max_length=2000)
     detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class PrintQuota(SQLModel, table=True):
+    """A site's own print quotas; a missing row or a null limit means the deployment's default
+    (TRINITY_PRINTING_QUOTA_*)."""
+
+    __tablename__ = "print_quotas"
+    site_id: str = Field(primary_key=True, foreign_key="sites.id", max_length=64)
+    active_jobs: int | None = None
+    monthly_volume_cm3: float | None = None
+    updated_by: str = Field(max_length=64)
+    updated_at_ms: int = Field(default_factory=now_ms, sa_type=BigInteger)

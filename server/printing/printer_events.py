@@ -84,7 +84,7 @@ class EventApplier:
     ) -> Step | None:
         with self.db.session() as session:
             row = session.get(PrinterRecord, printer_id)
-            if row is None:
+            if row is None or row.retired_at_ms is not None:  # retired: its monitor is about to close
                 return None
             job = session.get(PrintJob, row.current_job_id) if row.current_job_id else None
             session.expunge_all()  # detached: what we set on them below is for the frames, never flushed

@@ -20,7 +20,7 @@ from server.core.db import now_ms
 from server.core.errors import NotFound
 from server.printing.connections import public_connection
 from server.printing.drivers.base import BuildVolume, PrinterState
-from server.printing.fleet import JobRequirements, PartClass, PrinterSpec, Technology
+from server.printing.fleet import JobRequirements, PartClass, PrinterSpec, Purpose, Technology
 from server.printing.models import PrinterRecord, PrintJob, PrintJobEvent
 from server.printing.scheduler import Priority, QueuedJob
 from server.printing.tracking import effective_state
@@ -65,17 +65,24 @@ def shown_state(row: PrinterRecord) -> PrinterState:
     return effective_state(driver_state(row), maintenance=row.maintenance, bed_clear=row.bed_clear)
 
 
-def get_printer(db: Session, printer_id: str, site_id: str | None = None) -> PrinterRecord:
+def get_printer(
+    db: Session, printer_id: str, site_id: str | None = None, *, include_retired: bool = False
+) -> PrinterRecord:
     row = db.get(PrinterRecord, printer_id)
     if row is None or (site_id is not None and row.site_id != site_id):
         raise NotFound("no such printer")
+    if row.retired_at_ms is not None and not include_retired:
+        raise NotFound(f"printer {printer_id} is retired")
     return row
 
 
-def printers(db: Session, site_id: str | None = None) -> list[PrinterRecord]:
+def printers(db: Session, site_id: str | None = None, *, include_retired: bool = False) -> list[PrinterRecord]:
+    """The fleet (of one site, or of all), ordered by site and id; retired printers only when asked."""
     query = select(PrinterRecord).order_by(col(PrinterRecord.site_id), col(PrinterRecord.id))
     if site_id is not None:
         query = query.where(PrinterRecord.site_id == site_id)
+    if not include_retired:
+        query = query.where(col(PrinterRecord.retired_at_ms).is_(None))
     return list(db.exec(query).all())
 
 
@@ -99,6 +106,18 @@ def set_printer(db: Session, printer_id: str, **changes: Any) -> None:
     db.commit()
 
 
+def reserve_printer(db: Session, printer_id: str, job_id: str) -> bool:
+    """Reserve a printer for a job if it is still free and in the fleet (not retired meanwhile); not
+    committed: the job's `transition` commits both, or rolls both back."""
+    result = db.execute(
+        update(PrinterRecord)
+        .where(col(PrinterRecord.id) == printer_id, col(PrinterRecord.current_job_id).is_(None))
+        .where(col(PrinterRecord.retired_at_ms).is_(None))
+        .values(current_job_id=job_id, updated_at_ms=now_ms())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 def printer_public(row: PrinterRecord) -> dict[str, Any]:
     status = row.status or {}
     return {
@@ -114,7 +133,7 @@ def printer_public(row: PrinterRecord) -> dict[str, Any]:
         "location": row.location,
         "driver": row.driver,
         "connection": public_connection(row.driver, row.connection),
-        "state": shown_state(row).value,
+        "state": "retired" if row.retired_at_ms is not None else shown_state(row).value,
         "message": row.state_message or str(status.get("message") or ""),
         "maintenance": row.maintenance,
         "bed_clear": row.bed_clear,
@@ -127,6 +146,7 @@ def printer_public(row: PrinterRecord) -> dict[str, Any]:
         "temperatures": status.get("temperatures") or [],
         "camera_urls": status.get("cameras") or [],
         "updated_at_ms": row.updated_at_ms,
+        "retired_at_ms": row.retired_at_ms,
     }
 
 
@@ -162,7 +182,8 @@ def create_job(db: Session, row: PrintJob, *, who: str) -> PrintJob:
     row.id = row.id or new_id()
     db.add(row)
     db.flush()  # the job row first: its history line refers to it
-    db.add(PrintJobEvent(print_job_id=row.id, who=who, what="queued", detail={"part_class": row.part_class}))
+    detail = {"part_class": row.part_class, "purpose": row.purpose, "volume_mm3": row.volume_mm3}
+    db.add(PrintJobEvent(print_job_id=row.id, who=who, what="queued", detail=detail))
     db.commit()
     db.refresh(row)
     return row
@@ -241,6 +262,8 @@ def job_public(row: PrintJob, events: list[dict[str, Any]] | None = None) -> dic
         "artifact_id": row.artifact_id,
         "name": row.name,
         "part_class": row.part_class,
+        "purpose": row.purpose,
+        "volume_mm3": row.volume_mm3,
         "material": row.material,
         "technology": row.technology,
         "tags": list(row.tags),
@@ -281,6 +304,7 @@ def requirements_json(req: JobRequirements) -> dict[str, Any]:
         "nozzle_mm": req.nozzle_mm,
         "tags": sorted(req.tags),
         "site_id": req.site_id,
+        "purpose": req.purpose.value,
     }
 
 
@@ -293,6 +317,7 @@ def requirements_of(data: Mapping[str, Any]) -> JobRequirements:
         nozzle_mm=data.get("nozzle_mm"),
         tags=frozenset(data.get("tags") or ()),
         site_id=data.get("site_id"),
+        purpose=Purpose(data.get("purpose") or Purpose.CLINICAL.value),
     )
 
 

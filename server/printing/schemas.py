@@ -15,7 +15,7 @@ from server.core.auth import new_id
 from server.core.db import now_ms
 from server.printing import repository
 from server.printing.connections import SecretPolicy, check_connection
-from server.printing.fleet import PartClass, Technology
+from server.printing.fleet import PartClass, Purpose, Technology
 from server.printing.models import PrinterRecord
 from server.printing.scheduler import Priority
 
@@ -48,6 +48,7 @@ class PrinterCreate(PrinterBody):
 class PrintRequestBody(BaseModel):
     artifact_id: str
     part_class: PartClass
+    purpose: Purpose = Purpose.CLINICAL  # fit_check: a non-sterile polymer copy of a guide or implant
     material: str | None = None
     technology: Technology | None = None
     priority: Priority | Literal["routine", "soon", "urgent", "emergency"] = Priority.ROUTINE

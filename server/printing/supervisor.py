@@ -268,9 +268,11 @@ class PrintSupervisor:
 
     async def tick(self) -> None:
         started = now_ms()
-        rows: list[PrinterRecord] = await self.db.run_read(self._printers)
-        await self.announcer.refresh_rooms({row.site_id for row in rows} | await self.db.run_read(self._job_sites))
+        every: list[PrinterRecord] = await self.db.run_read(self._printers)
+        rows = [row for row in every if row.retired_at_ms is None]
+        await self.announcer.refresh_rooms({row.site_id for row in every} | await self.db.run_read(self._job_sites))
         await self._sync_monitors(rows)
+        await self._retired([row for row in every if row.retired_at_ms is not None])
         self.cameras.sync(self.announcer.rooms, rows)
         await self._shown_states(rows)
         await self.dispatcher.run_once(rows)
@@ -278,7 +280,7 @@ class PrintSupervisor:
 
     def _printers(self) -> list[PrinterRecord]:
         with self.db.session() as session:
-            return repository.printers(session)
+            return repository.printers(session, include_retired=True)
 
     def _job_sites(self) -> set[str]:
         with self.db.session() as session:
@@ -316,6 +318,13 @@ class PrintSupervisor:
             )
             self.monitors[row.id] = monitor
             monitor.start()
+
+    async def _retired(self, rows: list[PrinterRecord]) -> None:
+        """Printers retired through the API: their monitors are closed by now (`_sync_monitors`), so the
+        rooms that were shown them hear last that they left, and their cameras go."""
+        for row in rows:
+            self.cameras.withdraw(row.id)
+            await self.announcer.retired(row)
 
     async def _on_event(self, printer_id: str, event: PrinterEvent) -> None:
         monitor = self.monitors.get(printer_id)

@@ -29,19 +29,28 @@ from server.core.jobs import Progress, job_kind
 from server.design.meshes import load_mesh
 from server.design.tasks import mesh_limits, read_input
 from server.printing import repository
-from server.printing.fleet import PartClass, PrinterSpec, Technology
+from server.printing.fleet import PartClass, PrinterSpec, Purpose, Technology
+from server.printing.models import PrintJob
 from server.printing.orientation import best_placement, candidate_orientations
 from server.printing.preflight import JOB, Preflight, PrintRequest, preflight
 from server.printing.slicing import SliceResult, slice_part
+from server.settings import Settings
 
 SUFFIXES = {"gcode": ".gcode", "sl1": ".sl1", "layers": ".layers.json"}
 FILE_FORMATS = {"gcode": "gcode", "sl1": "sl1", "layers": "json"}  # the artifact's `files` key
 DEFAULT_SLICE_TIMEOUT_S = 900.0
 
 
-def load_part(row: Artifact) -> trimesh.Trimesh:
+def load_part(row: Artifact, settings: Settings | None = None) -> trimesh.Trimesh:
     source = read_input(row)  # PLY when the artifact has it: doubles, so the checked solid is the stored one
-    return load_mesh(source.data, source.format, mesh_limits(worker_context.settings()))
+    return load_mesh(source.data, source.format, mesh_limits(settings or worker_context.settings()))
+
+
+def part_volume_mm3(row: Artifact, settings: Settings) -> float:
+    """The part's solid volume, as its artifact recorded it when it was made (else measured now)."""
+    recorded = row.meta.get("volume_mm3")
+    volume = float(recorded) if isinstance(recorded, int | float) else float(load_part(row, settings).volume)
+    return max(volume, 0.0)
 
 
 @job_kind("printing.prepare", timeout_s=600)
@@ -60,6 +69,7 @@ def prepare(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
             technology=Technology(job.technology) if job.technology else None,
             tags=frozenset(job.tags),
             site_id=job.site_id,
+            purpose=Purpose(job.purpose),
         )
     progress(0.05, f"loading {artifact.name}")
     mesh = load_part(artifact)
@@ -173,7 +183,7 @@ def slice_for_printer(params: dict[str, Any], progress: Progress) -> dict[str, A
         )
         progress(0.92, "storing the print file")
         ref = blobs.put_file(result.path, site_id=job.site_id)
-    stored = _store_print_file(job.case_id, job.site_id, job_id, artifact, spec, result, ref.sha256, ref.size)
+    stored = _store_print_file(job, artifact, spec, result, ref.sha256, ref.size)
     entry = {
         "artifact_id": stored.id,
         "sha256": ref.sha256,
@@ -210,27 +220,32 @@ def slice_for_printer(params: dict[str, Any], progress: Progress) -> dict[str, A
 
 
 def _store_print_file(
-    case_id: str,
-    site_id: str,
-    job_id: str,
+    print_job: PrintJob,
     source: Artifact,
     spec: PrinterSpec,
     result: SliceResult,
     sha256: str,
     size: int,
 ) -> Artifact:
-    """The print file as an artifact version of the print job's lineage, traceable to the part it prints."""
-    job = worker_context.job()
+    """The print file as an artifact version of the print job's lineage, traceable to the part it prints; a
+    fit-check copy's file says so in its name."""
+    job, job_id, purpose = worker_context.job(), print_job.id, print_job.purpose
+    copy = " (fit check)" if purpose == Purpose.FIT_CHECK else ""
     with worker_context.database().session() as session:
         return artifacts.add_version(
             session,
-            case_id=case_id,
-            site_id=site_id,
+            case_id=print_job.case_id,
+            site_id=print_job.site_id,
             lineage_id=f"print-{job_id}",
             kind="print_file",
-            name=f"{source.name} for {spec.name}",
+            name=f"{source.name}{copy} for {spec.name}",
             files={FILE_FORMATS[result.kind]: {"sha256": sha256, "size": size}},
-            meta={"printer_id": spec.id, "technology": spec.technology.value, "estimate": asdict(result.estimate)},
+            meta={
+                "printer_id": spec.id,
+                "technology": spec.technology.value,
+                "purpose": purpose,
+                "estimate": asdict(result.estimate),
+            },
             provenance={
                 "operation": "printing.slice",
                 "inputs": [{"artifact_id": source.id}],

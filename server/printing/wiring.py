@@ -19,12 +19,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from server.printing import api
+from server.printing import api, printers_api, quota_api
 from server.printing.config import PrintingConfig
 from server.printing.printer_events import OutcomeHook
 from server.printing.supervisor import PrintSupervisor
 
-ROUTERS = [api.router]
+ROUTERS = [api.router, printers_api.router, quota_api.router]
 
 
 def _register_report_source() -> None:
