@@ -20,6 +20,8 @@ from tests.support.printing import (
     PrintingServer,
     add_device_artifact,
     add_printer,
+    approve_plan,
+    design_guide,
     maker_room,
     new_case,
     small_bone,
@@ -286,3 +288,41 @@ async def test_operators_reorder_the_queue_and_assign_a_printer_by_hand(
         assert (await tech.post(f"/api/print-jobs/{second}/cancel")).status_code == 200
         what = [h["what"] for h in (await tech.get(f"/api/print-jobs/{second}")).json()["history"]]
         assert what.index("reordered") < what.index("released") < what.index("assigned")
+
+
+async def test_a_guides_fit_check_copy_prints_in_pla_while_the_guide_needs_resin_and_both_need_the_plan(
+    live_sqlite: PrintingServer, world_sqlite: World
+) -> None:
+    world, live = world_sqlite, live_sqlite
+    async with (
+        live.http(world["technician"]) as tech,
+        live.http(world["surgeon"]) as surgeon,
+        RoomClient(live.base_url, maker_room(world), world["engineer"].token) as room,
+    ):
+        frames = Frames(room)
+        await add_printer(tech, "fdm-a")
+        case_id = await new_case(surgeon)
+        guide = add_device_artifact(
+            live, case_id=case_id, kind="guide", mesh=design_guide(), created_by=world["surgeon"].id
+        )
+        copy = {"artifact_id": guide.id, "part_class": "guide", "purpose": "fit_check"}
+        unapproved = await tech.post("/api/print-jobs", json=copy)
+        assert unapproved.status_code == 409 and unapproved.json()["error"]["code"] == "plan_not_approved"
+        model_copy = await tech.post("/api/print-jobs", json=copy | {"part_class": "anatomical_model"})
+        assert model_copy.status_code == 422  # a guide artifact is printed as a guide, copy or not
+        await approve_plan(surgeon, case_id, [guide.id])
+
+        clinical = (await tech.post("/api/print-jobs", json={"artifact_id": guide.id, "part_class": "guide"})).json()
+        refused = await frames.job(clinical["id"], "refused")
+        assert "FDM printer cannot print a guide: it needs an SLA/DLP resin printer" in refused["reason"]
+
+        queued = await tech.post("/api/print-jobs", json=copy)
+        assert queued.status_code == 201, queued.text
+        done = await frames.job(queued.json()["id"], "done")
+        assert done["printer_id"] == "fdm-a" and done["purpose"] == "fit_check"
+        job = (await tech.get(f"/api/print-jobs/{done['id']}")).json()
+        assert job["purpose"] == "fit_check" and job["preflight"]["requirements"]["purpose"] == "fit_check"
+        first = job["history"][0]
+        assert (first["what"], first["part_class"], first["purpose"]) == ("queued", "guide", "fit_check")
+        print_file = (await tech.get(f"/api/artifacts/{job['files']['fdm-a']['artifact_id']}")).json()
+        assert print_file["name"] == "test guide (fit check) for FDM-A"

@@ -1,9 +1,11 @@
 """The printing tests' helpers: a live server with printing installed (whatever app.py does yet), a small
-bone-like part, printers, meshes and artifacts, and a maker-room client that collects frames."""
+bone-like part and a guide designed as the design package designs them, printers, meshes and artifacts,
+an approved plan, and a maker-room client that collects frames."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 from collections.abc import Callable
 from typing import Any
@@ -15,13 +17,16 @@ import trimesh
 from server.artifacts import store as artifacts
 from server.artifacts.models import Artifact
 from server.core.db import Database
+from server.design.guide import GuideParameters, make_guide
 from server.design.manifolds import to_trimesh
+from server.design.params import SphereRegion, Trajectory
+from server.design.phantoms import synthetic_bone
 from server.printing import wiring
 from server.printing.drivers.base import PrinterDriver
 from server.rooms.client import RoomClient
 from server.settings import Settings
 from tests.support.imaging_flow import create_case
-from tests.support.world import LiveServer, World, create_room
+from tests.support.world import PASSWORD, LiveServer, World, create_room
 
 WAIT_S = 120.0  # generous: ends a hung test, never measures one
 
@@ -50,6 +55,15 @@ def small_bone(length_mm: float = 16.0) -> trimesh.Trimesh:
     return to_trimesh(bone.rotate((0.0, 90.0, 0.0)))  # lying along x, as a model on the bench
 
 
+@functools.cache
+def design_guide() -> trimesh.Trimesh:
+    """A drill guide designed on the phantom femur by the design package's guide operation (as the design
+    and slicing tests make it): about 22 x 25 x 29 mm, 2.4 cm³, one 2.5 mm sleeve."""
+    params = GuideParameters(clearance_mm=0.2, thickness_mm=3.0, sleeve_length_mm=14.0, resolution_mm=0.5)
+    trajectory = Trajectory((11.0, 0.0, 6.0), (-5.0, 0.0, 6.0), 2.5)
+    return make_guide(synthetic_bone(), SphereRegion((11.0, 0.0, 10.0), 11.0), [trajectory], params).meshes["guide"]
+
+
 def ply_bytes(mesh: trimesh.Trimesh) -> bytes:
     return bytes(mesh.export(file_type="ply"))
 
@@ -69,7 +83,8 @@ async def new_case(http: httpx.AsyncClient, label: str = "PRINT-2026-001") -> st
 def add_device_artifact(
     live: LiveServer, *, case_id: str, kind: str, mesh: trimesh.Trimesh, created_by: str
 ) -> Artifact:
-    """A guide or implant version, stored as a design job would store it (PLY in the blob store)."""
+    """A guide or implant version, stored as a design job would store it (PLY in the blob store, its volume
+    in the metadata)."""
     db = Database(live.settings)
     try:
         ref = live.app.state.blobs.put_bytes(ply_bytes(mesh), site_id="site-a")
@@ -82,13 +97,27 @@ def add_device_artifact(
                 kind=kind,
                 name=f"test {kind}",
                 files={"ply": {"sha256": ref.sha256, "size": ref.size}},
-                meta={},
+                meta={"volume_mm3": float(mesh.volume), "watertight": bool(mesh.is_watertight)},
                 provenance={"operation": kind, "inputs": []},
                 created_by=created_by,
                 room_id=None,
             )
     finally:
         db.close()
+
+
+async def approve_plan(surgeon: httpx.AsyncClient, case_id: str, artifact_ids: list[str]) -> str:
+    """A consultation room of the case where the surgeon proposes a plan pinning these artifact versions
+    and approves it with their password: the record's gate then lets them be printed. The plan's id."""
+    room = await surgeon.post("/api/rooms", json={"title": "Plan", "case_id": case_id})
+    assert room.status_code == 201, room.text
+    room_id = room.json()["id"]
+    plan = await surgeon.post(f"/api/rooms/{room_id}/plans", json={"artifact_ids": artifact_ids})
+    assert plan.status_code == 201, plan.text
+    decision = {"decision": "approved", "password": PASSWORD}
+    approved = await surgeon.post(f"/api/rooms/{room_id}/plans/{plan.json()['id']}/decision", json=decision)
+    assert approved.status_code == 200, approved.text
+    return str(plan.json()["id"])
 
 
 async def add_printer(http: httpx.AsyncClient, printer_id: str, **fields: Any) -> dict[str, Any]:
