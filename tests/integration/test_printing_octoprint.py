@@ -1,10 +1,12 @@
 """Printing through the real app to a real OctoPrint 1.11 and its Virtual Printer (tests/support/octoprint.py):
-an anatomical model goes through preflight, PrusaSlicer (G-code), upload, start and live progress in the
-maker room; pause, resume, cancel; an injected printer error; OctoPrint killed mid-print.
+a guide designed by the design package, approved in a plan, goes as a fit-check copy (PLA on FDM) through
+preflight, PrusaSlicer (G-code), upload, start and live progress in the maker room until done, while the
+clinical guide is refused (it needs biocompatible resin); pause, resume, cancel; an injected printer error;
+OctoPrint killed mid-print.
 
 The virtual printer's ambient temperature is set above PLA's, so the sliced G-code's M190/M109 heat-up
-waits end at once; `M220` (feed rate %) sets how fast the virtual printer runs a print. No timed
-assertions: every wait is a generous deadline.
+waits end at once; `M220`/`M221` (feed and flow rate %) set how fast the virtual printer runs a print. No
+timed assertions: every wait is a generous deadline.
 """
 
 from __future__ import annotations
@@ -18,7 +20,18 @@ import pytest
 
 from server.rooms.client import RoomClient
 from tests.support.octoprint import OctoPrintServer
-from tests.support.printing import Frames, PrintingServer, add_printer, maker_room, new_case, small_bone, upload_part
+from tests.support.printing import (
+    Frames,
+    PrintingServer,
+    add_device_artifact,
+    add_printer,
+    approve_plan,
+    design_guide,
+    maker_room,
+    new_case,
+    small_bone,
+    upload_part,
+)
 from tests.support.world import World
 
 pytestmark = pytest.mark.octoprint
@@ -81,6 +94,17 @@ async def bench(
     *,
     feed_percent: int,
 ) -> Bench:
+    frames = await octoprint_printer(octoprint, room, tech, feed_percent=feed_percent)
+    async with live.http(world["engineer"]) as engineer:
+        case_id = await new_case(engineer)
+        artifact_id = await upload_part(engineer, case_id, small_bone(10.0))
+    return Bench(tech, frames, artifact_id)
+
+
+async def octoprint_printer(
+    octoprint: WarmOctoPrint, room: RoomClient, tech: httpx.AsyncClient, *, feed_percent: int
+) -> Frames:
+    """The OctoPrint printer "octo" in the fleet, idle in the maker room, running at `feed_percent`."""
     frames = Frames(room)
     connection = {
         "base_url": octoprint.url,
@@ -96,26 +120,40 @@ async def bench(
         "has_api_key": True,
     }
     await frames.printer("octo", "idle")
-    octoprint.command(f"M220 S{feed_percent}")  # the virtual printer's speed, as a % of the sliced feed rates
-    async with live.http(world["engineer"]) as engineer:
-        case_id = await new_case(engineer)
-        artifact_id = await upload_part(engineer, case_id, small_bone(10.0))
-    return Bench(tech, frames, artifact_id)
+    # The virtual printer's speed, as a % of the sliced feed (and extrusion) rates.
+    octoprint.command(f"M220 S{feed_percent}", f"M221 S{feed_percent}")
+    return frames
 
 
-async def test_a_model_is_sliced_uploaded_and_printed_with_live_progress(
+async def test_a_guide_fit_check_copy_is_sliced_uploaded_and_printed_with_live_progress(
     live: PrintingServer, world_sqlite: World, octoprint: WarmOctoPrint
 ) -> None:
     world = world_sqlite
     async with (
         live.http(world["technician"]) as tech,
+        live.http(world["surgeon"]) as surgeon,
         RoomClient(live.base_url, maker_room(world), world["observer"].token) as room,
     ):
-        setup = await bench(live, world, octoprint, room, tech, feed_percent=400)
-        frames = setup.frames
-        job_id = await setup.queue()
+        frames = await octoprint_printer(octoprint, room, tech, feed_percent=2000)
+        case_id = await new_case(surgeon)
+        mesh = design_guide()
+        guide = add_device_artifact(live, case_id=case_id, kind="guide", mesh=mesh, created_by=world["surgeon"].id)
+        await approve_plan(surgeon, case_id, [guide.id])
+
+        # The guide itself needs biocompatible resin: the FDM printer cannot make it.
+        clinical = await tech.post("/api/print-jobs", json={"artifact_id": guide.id, "part_class": "guide"})
+        assert clinical.status_code == 201, clinical.text
+        refused = await frames.job(clinical.json()["id"], "refused")
+        assert "octo: an FDM printer cannot print a guide: it needs an SLA/DLP resin printer" in refused["reason"]
+
+        # Its fit-check copy in PLA, to try on the bone model before the real one is made, can.
+        body = {"artifact_id": guide.id, "part_class": "guide", "purpose": "fit_check"}
+        queued = await tech.post("/api/print-jobs", json=body)
+        assert queued.status_code == 201, queued.text
+        job_id = queued.json()["id"]
+        assert queued.json()["purpose"] == "fit_check" and queued.json()["plan_version_id"] is not None
         started = await frames.job(job_id, "printing", event="started")
-        assert started["printer_id"] == "octo"
+        assert started["printer_id"] == "octo" and started["purpose"] == "fit_check"
         done = await frames.job(job_id, "done")
         assert done["progress"] == 1.0
 
@@ -129,6 +167,11 @@ async def test_a_model_is_sliced_uploaded_and_printed_with_live_progress(
         assert total == {job["files"]["octo"]["estimate"]["layers"]}  # PrusaSlicer's ;LAYER_CHANGE count
         assert any({t["name"] for t in f["temperatures"]} >= {"tool0", "bed"} for f in printing)
         assert job["files"]["octo"]["kind"] == "gcode" and job["preflight"]["printers"]["octo"]["ready"]
+        assert job["preflight"]["mesh"]["volume_mm3"] == pytest.approx(mesh.volume, rel=1e-6)
+        assert job["history"][0]["what"] == "queued" and job["history"][0]["purpose"] == "fit_check"
+        assert [h["what"] for h in job["history"]][-2:] == ["started", "done"]
+        print_file = (await tech.get(f"/api/artifacts/{job['files']['octo']['artifact_id']}")).json()
+        assert "(fit check)" in print_file["name"] and print_file["meta"]["purpose"] == "fit_check"
         await frames.printer("octo", "bed-not-cleared")
 
 
