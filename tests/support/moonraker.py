@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -107,6 +108,31 @@ stream_url: {STREAM_PATH}
         if row is None:
             raise RuntimeError(f"no API key in {database}: {self.log_tail()}")
         return str(row[0])
+
+    def record_past_jobs(self, jobs: list[dict[str, Any]]) -> None:
+        """Write jobs into the (stopped) Moonraker's own history table, as a Moonraker that printed them with
+        Klipper would have left them; the next start reads them (and marks one still "in_progress", the
+        print it died during, "interrupted"). Keys: filename, status, start_time, end_time, print_duration."""
+        assert self.proc is None or self.proc.poll() is not None, "stop Moonraker first"
+        rows = [
+            (
+                job["filename"],
+                job["status"],
+                job["start_time"],
+                job.get("end_time"),
+                job.get("print_duration", 0.0),
+                job.get("total_duration", job.get("print_duration", 0.0)),
+                job.get("filament_used", 0.0),
+            )
+            for job in jobs
+        ]
+        with closing(sqlite3.connect(self.data_path / "database" / "moonraker-sql.db")) as db, db:
+            db.executemany(
+                "INSERT INTO job_history (user, filename, status, start_time, end_time, print_duration,"
+                " total_duration, filament_used, metadata, auxiliary_data, instance_id)"
+                " VALUES ('_TRUSTED_USER_', ?, ?, ?, ?, ?, ?, ?, '{}', '[]', 'default')",
+                rows,
+            )
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
