@@ -25,7 +25,9 @@ class Settings(BaseSettings):
     redis_url: str = ""  # empty: in-process event bus
     db_pool_size: int = 10
     db_max_overflow: int = 20
-    sqlite_synchronous: str = "FULL"  # FULL survives power loss; NORMAL only a process crash
+    # NORMAL (WAL): an acknowledged op survives a crash of the server process, and commits need no fsync,
+    # so room ops commit on the event loop (rooms/store_sqlite.py); FULL also survives a power cut.
+    sqlite_synchronous: str = "NORMAL"
     auto_migrate: bool = True  # apply migrations at start-up (embedded installs)
     demo: bool = False  # seed a demo site, users and room at start-up
 

@@ -104,7 +104,7 @@ def add_load_arguments(parser: argparse.ArgumentParser, *, servers: bool = False
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="diagnostic: a setting for the Trinity server, e.g. SQLITE_SYNCHRONOUS=NORMAL "
+        help="diagnostic: a setting for the Trinity server, e.g. SQLITE_SYNCHRONOUS=FULL "
         "(repeatable; implies --no-write)",
     )
     add("--results", type=Path, default=RESULTS, help="JSON file to merge the figures into")

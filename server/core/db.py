@@ -53,6 +53,7 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.effective_database_url
         self.is_sqlite = self.url.startswith("sqlite")
+        self.sqlite_synchronous = settings.sqlite_synchronous
         self.engine = make_engine(
             self.url,
             pool_size=settings.db_pool_size,

@@ -8,6 +8,9 @@ out the same sequence number; the loser gets SeqConflict, catches up and retries
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import time
 from typing import Any
 
 import orjson
@@ -16,7 +19,10 @@ from sqlalchemy.engine import Engine
 
 from server.core.db import Database
 from server.rooms.models import Room, RoomEvent
+from server.rooms.store_sqlite import INLINE_SYNCHRONOUS, InlineSqliteAppender, checkpoint, sqlite_path
 
+log = logging.getLogger("trinity.rooms")
+CHECKPOINT_INTERVAL_S = 1.0
 events_table = RoomEvent.__table__  # type: ignore[attr-defined]
 rooms_table = Room.__table__  # type: ignore[attr-defined]
 
@@ -126,6 +132,15 @@ class GroupCommitWriter:
         self._pending: list[tuple[str, int, list[dict[str, Any]], asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Embedded SQLite without an fsync per commit: commit on the loop (store_sqlite.py says why).
+        self._sqlite_path = sqlite_path(db.url)
+        self._inline = (
+            InlineSqliteAppender(self._sqlite_path, db.sqlite_synchronous)
+            if self._sqlite_path and db.sqlite_synchronous.upper() in INLINE_SYNCHRONOUS
+            else None
+        )
+        self._checkpointing: asyncio.Task[None] | None = None
+        self._checkpoint_due = 0.0
 
     async def append(self, room_id: str, expected_seq: int, events: list[dict[str, Any]]) -> None:
         if self._task is None:
@@ -142,8 +157,12 @@ class GroupCommitWriter:
             batch, self._pending = self._pending, []
             if not batch:
                 continue
+            appends = [(r, s, e) for r, s, e, _ in batch]
             try:
-                conflicts = await self.db.run_write(self.log.append_many, [(r, s, e) for r, s, e, _ in batch])
+                conflicts = self._inline.try_append_many(appends) if self._inline else None
+                if conflicts is None:  # no fast path, or SQLite's write lock is taken: wait in the thread
+                    conflicts = await self.db.run_write(self.log.append_many, appends)
+                self._maybe_checkpoint()
             except Exception as exc:
                 for *_, future in batch:
                     if not future.done():
@@ -157,6 +176,28 @@ class GroupCommitWriter:
                 else:
                     future.set_result(None)
 
+    def _maybe_checkpoint(self) -> None:
+        """At most once a second, fold the WAL the inline commits grew into the database, off the loop."""
+        if self._inline is None or self._inline.commits_since_checkpoint == 0 or self._sqlite_path is None:
+            return
+        now = time.monotonic()
+        if now < self._checkpoint_due or (self._checkpointing and not self._checkpointing.done()):
+            return
+        self._checkpoint_due = now + CHECKPOINT_INTERVAL_S
+        self._inline.commits_since_checkpoint = 0
+        self._checkpointing = asyncio.create_task(self._checkpoint(self._sqlite_path))
+
+    async def _checkpoint(self, path: str) -> None:
+        try:
+            await self.db.run_write(checkpoint, path)
+        except Exception:
+            log.warning("WAL checkpoint failed; retried later", exc_info=True)
+
     async def close(self) -> None:
+        if self._checkpointing is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpointing
+        if self._inline is not None:
+            self._inline.close()
         if self._task is not None:
             self._task.cancel()

@@ -77,3 +77,61 @@ async def test_group_commit_writer_batches_concurrent_rooms(world: World) -> Non
         assert [e["seq"] for e in log.events_after(room, 0)] == list(range(1, 21))
     await writer.close()
     db.close()
+
+
+def test_inline_sqlite_appends_match_the_log_and_step_aside_when_the_lock_is_taken(world_sqlite: World) -> None:
+    """The embedded fast path writes the same rows with the same conflict rule, and never waits: while
+    another connection holds SQLite's write lock it writes nothing and says so."""
+    import sqlite3
+
+    from server.rooms.store_sqlite import InlineSqliteAppender, sqlite_path
+
+    rooms = [create_room(world_sqlite) for _ in range(2)]
+    db = Database(world_sqlite.settings)
+    path = sqlite_path(db.url)
+    assert path is not None
+    inline = InlineSqliteAppender(path, "NORMAL")
+    log = RoomLog(db.engine)
+    assert inline.try_append_many([(rooms[0], 0, [event(1, "a", "op1"), event(2, "b")])]) == set()
+    assert inline.try_append_many([(rooms[0], 0, [event(1, "stale")]), (rooms[1], 0, [event(1, "c")])]) == {rooms[0]}
+    assert [e["data"]["text"] for e in log.events_after(rooms[0], 0)] == ["a", "b"]
+    assert [e["data"]["text"] for e in log.events_after(rooms[1], 0)] == ["c"]
+    assert log.head(rooms[0])[1] == 2
+    with pytest.raises(sqlite3.IntegrityError):
+        inline.try_append_many([(rooms[0], 2, [event(3, "retry", "op1")])])  # same op id: refused, rolled back
+    assert log.head(rooms[0])[1] == 2
+
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # e.g. a REST request mid-transaction
+    assert inline.try_append_many([(rooms[0], 2, [event(3, "d")])]) is None
+    other.execute("ROLLBACK")
+    other.close()
+    assert log.head(rooms[0])[1] == 2 and [e["seq"] for e in log.events_after(rooms[0], 2)] == []
+    inline.close()
+    db.close()
+
+
+async def test_group_commit_writer_waits_in_its_thread_while_another_connection_writes(world_sqlite: World) -> None:
+    import asyncio
+    import sqlite3
+
+    from server.rooms.store_sqlite import sqlite_path
+
+    room = create_room(world_sqlite)
+    db = Database(world_sqlite.settings)
+    assert db.sqlite_synchronous == "NORMAL"  # the default takes the inline path
+    writer = GroupCommitWriter(db)
+    path = sqlite_path(db.url)
+    assert path is not None
+    await writer.append(room, 0, [event(1, "inline")])
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    pending = asyncio.create_task(writer.append(room, 1, [event(2, "after the lock")]))
+    await asyncio.sleep(0.3)
+    assert not pending.done()  # waiting for the lock in the writer thread, not failing
+    other.execute("ROLLBACK")
+    other.close()
+    await asyncio.wait_for(pending, 10)
+    assert [e["data"]["text"] for e in RoomLog(db.engine).events_after(room, 0)] == ["inline", "after the lock"]
+    await writer.close()
+    db.close()
