@@ -26,22 +26,23 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('site_id')
     )
     with op.batch_alter_table('print_jobs', schema=None) as batch_op:
-        # Jobs queued before this revision were all the part itself.
+        # Jobs queued before this revision were all the part itself. (The server default stays: dropping it
+        # would make SQLite copy the table, which print_job_events references.)
         batch_op.add_column(sa.Column('purpose', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False,
                                       server_default='clinical'))
         batch_op.add_column(sa.Column('volume_mm3', sa.Float(), nullable=True))
-    with op.batch_alter_table('print_jobs', schema=None) as batch_op:
-        batch_op.alter_column('purpose', server_default=None)
     with op.batch_alter_table('printers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('retired_at_ms', sa.BigInteger(), nullable=True))
         batch_op.add_column(sa.Column('retired_by', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('printers', schema=None) as batch_op:
+    # ALTER TABLE … DROP COLUMN (SQLite 3.35+), not a copy of the table: print_job_events references print_jobs,
+    # and dropping a referenced table that has rows fails with the foreign keys on.
+    with op.batch_alter_table('printers', schema=None, recreate='never') as batch_op:
         batch_op.drop_column('retired_by')
         batch_op.drop_column('retired_at_ms')
-    with op.batch_alter_table('print_jobs', schema=None) as batch_op:
+    with op.batch_alter_table('print_jobs', schema=None, recreate='never') as batch_op:
         batch_op.drop_column('volume_mm3')
         batch_op.drop_column('purpose')
     op.drop_table('print_quotas')
