@@ -26,6 +26,11 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=self.registry,
         )
+        self.seq_conflicts = Counter(
+            "trinity_room_seq_conflicts",
+            "Room log appends refused because another instance appended first (the ops are decided again)",
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "trinity_http_requests", "HTTP requests", ["method", "status"], registry=self.registry
         )

@@ -306,6 +306,7 @@ class RoomHub(RoomPresence):
                 await self.writer.append(self.room_id, base, events)
             except SeqConflict:
                 # Another instance wrote first: roll back to what is stored, catch up, decide these ops again.
+                self.metrics.seq_conflicts.inc()
                 await self._rollback()
                 retry: list[tuple[Op, dict[str, Any] | None, int | None]] = []
                 for op, _, _ in pending:
