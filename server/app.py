@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import gc
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +20,7 @@ from server.accounts.models import Site
 from server.artifacts.api import router as artifacts_router
 from server.artifacts.recordings import store_recording
 from server.cases.api import router as cases_router
-from server.core import migrate
+from server.core import gc_policy, migrate
 from server.core.blobs import FilesystemBlobStore
 from server.core.bus import EventBus, InMemoryBus
 from server.core.bus_redis import RedisBus
@@ -125,15 +125,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.dicom_scp_enabled:
             app.state.scp = ScpIntake(settings=settings, db=db, jobs=app.state.jobs)
             await app.state.scp.start()
-        # Start-up objects live forever: keep full collections from rescanning them (100+ ms pauses
-        # under load), and collect the young generation less often.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        gc_policy.install(settings.gc_gen0_threshold, settings.gc_freeze_after)
+        full_gc = asyncio.create_task(gc_policy.run_full_collections(settings.gc_full_interval_s))
         log.info("trinity started", extra={"database": "sqlite" if db.is_sqlite else "postgresql"})
         try:
             yield
         finally:
+            full_gc.cancel()
+            gc_policy.uninstall()
             if app.state.scp is not None:
                 await app.state.scp.close()
             await app.state.job_effects.close()

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     annotation_max_bytes: int = 16 * 1024
     chat_max_chars: int = 4000
 
+    # Garbage collection (core/gc_policy.py): short pauses instead of rare long ones
+    gc_gen0_threshold: int = 2000
+    gc_freeze_after: int | None = 1  # survivors of a collection of this generation or older are not rescanned
+    gc_full_interval_s: float = 600.0  # a full collection (frozen objects too) this often
+
     # Jobs
     job_runner: Literal["local", "celery"] = "local"  # celery: a Celery worker on TRINITY_REDIS_URL runs them
     job_workers: int = 2  # jobs running at once (embedded runner)
