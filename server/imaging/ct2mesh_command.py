@@ -79,14 +79,14 @@ def run(args: argparse.Namespace, _settings: Any = None) -> int:
     volumes, problems = volumes_from_files(files)
     for problem in problems:
         print(f"  left out {getattr(problem, 'name', '') or problem.series_instance_uid}: {problem.reason}")
-    for volume in volumes:
-        size = "x".join(str(n) for n in volume.image.GetSize())
-        spacing = ", ".join(f"{s:.3g}" for s in volume.image.GetSpacing())
+    for listed in volumes:
+        size = "x".join(str(n) for n in listed.image.GetSize())
+        spacing = ", ".join(f"{s:.3g}" for s in listed.image.GetSpacing())
         print(
-            f"  series {volume.series_number} {volume.series_description!r} {volume.modality}: {size} voxels, "
-            f"spacing {spacing} mm, uid {volume.series_instance_uid}"
+            f"  series {listed.series_number} {listed.series_description!r} {listed.modality}: {size} voxels, "
+            f"spacing {spacing} mm, uid {listed.series_instance_uid}"
         )
-        for note in volume.notes:
+        for note in listed.notes:
             print(f"    {note}")
     volume = choose(volumes, args.series)
     if volume is None:
