@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from server.core.db import Database, now_ms
 from server.core.errors import Conflict, Invalid
 from server.core.job_store import JobRecord, finish_changes, insert_job, job_frame, load_job, to_view, update_job_if
-from server.core.jobs import REGISTRY, TERMINAL_STATES, JobSpec, JobView, Publish
+from server.core.jobs import REGISTRY, TERMINAL_STATES, JobSpec, JobView, Publish, clean_up
 from server.core.jobs_celery import ACTIVE_STATES, CANCEL_SIGNAL, HARD_LIMIT_GRACE_S, TASK_NAME, make_celery_app
 from server.settings import Settings
 
@@ -104,6 +104,7 @@ class CeleryJobRunner:
                 )
                 if failed is not None:
                     record = failed
+                    await asyncio.to_thread(clean_up, record.kind, record.params)
                     await self._announce(record)
         return to_view(record)
 
@@ -128,6 +129,7 @@ class CeleryJobRunner:
             await self._on_broker(self._revoke, job_id)
         except Exception as exc:  # the run still stops at its next progress report (its writes are fenced)
             log.warning("could not revoke job %s: %s", job_id, exc)
+        await asyncio.to_thread(clean_up, cancelled.kind, cancelled.params)
         await self._announce(cancelled)
         return to_view(cancelled)
 

@@ -9,6 +9,7 @@ as an ephemeral `job` frame. `LocalJobRunner` (embedded, `make run`) runs each j
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,9 @@ from typing import Any, Protocol
 Progress = Callable[[float, str], None]
 Publish = Callable[[str, dict[str, Any]], Awaitable[None]]  # (room_id, frame): a frame into a room
 JobFunction = Callable[[dict[str, Any], Progress], dict[str, Any]]
+Cleanup = Callable[[dict[str, Any]], None]  # given the job's params, once it has a final outcome
+
+log = logging.getLogger("trinity.jobs")
 
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -27,19 +31,36 @@ class JobKind:
     fn: JobFunction
     user_submittable: bool = False  # may a room member start it directly over REST
     timeout_s: float = 3600.0
+    # What to remove (a spool folder) once the job has a final outcome, never while it may run again.
+    cleanup: Cleanup | None = None
 
 
 REGISTRY: dict[str, JobKind] = {}
 
 
 def job_kind(
-    name: str, *, user_submittable: bool = False, timeout_s: float = 3600.0
+    name: str, *, user_submittable: bool = False, timeout_s: float = 3600.0, cleanup: Cleanup | None = None
 ) -> Callable[[JobFunction], JobFunction]:
+    if cleanup is not None and user_submittable:
+        raise ValueError(f"job kind {name}: a cleanup acts on params the server wrote, not a user's")
+
     def register(fn: JobFunction) -> JobFunction:
-        REGISTRY[name] = JobKind(name, fn, user_submittable, timeout_s)
+        REGISTRY[name] = JobKind(name, fn, user_submittable, timeout_s, cleanup)
         return fn
 
     return register
+
+
+def clean_up(kind: str, params: dict[str, Any]) -> None:
+    """The kind's cleanup, called by the runners once a job is succeeded, failed or cancelled (not when
+    it is handed back for a retry or left to run again after a crash). Idempotent; never raises."""
+    found = REGISTRY.get(kind)
+    if found is None or found.cleanup is None:
+        return
+    try:
+        found.cleanup(params)
+    except Exception:
+        log.exception("cleanup after job kind %s failed", kind)
 
 
 @dataclass(frozen=True)

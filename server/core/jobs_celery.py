@@ -20,6 +20,8 @@ Cancel marks the row cancelled and revokes the task, killing the pool process th
 Retryable failures (`RetryableJobError`, the database or Redis away) run again after
 job_retry_backoff_s, then twice that, and so on, up to job_max_retries times.
 Time limits: soft = JobKind.timeout_s (the job fails "timed out"), hard = soft + HARD_LIMIT_GRACE_S.
+A job kind's cleanup (its spool folder) runs once the job has ended: after the run's final write, on a
+delivery that finds the job ended, or in the app on cancel; never while a retry or redelivery may come.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from server.core.job_store import (
     start_changes,
     update_job_if,
 )
-from server.core.jobs import REGISTRY, TERMINAL_STATES, CancelledByUser, RetryableJobError
+from server.core.jobs import REGISTRY, TERMINAL_STATES, CancelledByUser, RetryableJobError, clean_up
 from server.rooms.frames import dumps
 from server.settings import Settings
 
@@ -187,6 +189,7 @@ class JobTask(Task):
             ctx = _context()
             record = _write(ctx, task_id, finish_changes(("error", f"timed out ({exc})")))
             if record is not None:
+                clean_up(record.kind, record.params)
                 _announce(ctx, record)
 
 
@@ -209,6 +212,14 @@ def run_job(self: JobTask, job_id: str, failures: int = 0) -> str:
         raise self.retry(countdown=_backoff_s(ctx.settings, failures), kwargs={"failures": failures + 1}) from exc
 
 
+def _ended(record: JobRecord) -> str:
+    """A delivery of a job that has ended: clean up after it again (its worker may have died between
+    the final write and the cleanup; a cleanup is idempotent), run nothing."""
+    if record.state in TERMINAL_STATES:
+        clean_up(record.kind, record.params)
+    return record.state
+
+
 def _run(task: JobTask, ctx: _Worker, job_id: str, failures: int) -> str:
     with ctx.db.session() as db:
         record = db.get(JobRecord, job_id)
@@ -216,7 +227,7 @@ def _run(task: JobTask, ctx: _Worker, job_id: str, failures: int) -> str:
         log.warning("job %s is not in the jobs table", job_id)
         return "missing"
     if record.state in TERMINAL_STATES or record.cancel_requested:
-        return record.state  # a redelivery of a job already finished or cancelled: done once
+        return _ended(record)  # a redelivery of a job already finished or cancelled: done once
     kind = REGISTRY.get(record.kind)
     if kind is None:
         with ctx.db.session() as db:
@@ -234,7 +245,7 @@ def _run(task: JobTask, ctx: _Worker, job_id: str, failures: int) -> str:
         with ctx.db.session() as db:
             record = load_job(db, job_id)
             if record.state in TERMINAL_STATES or record.cancel_requested:
-                return record.state
+                return _ended(record)
             running = update_job_if(db, job_id, start_changes(record), states=ACTIVE_STATES, attempt=record.attempts)
         if running is None:
             return "superseded"
@@ -284,6 +295,8 @@ def _run(task: JobTask, ctx: _Worker, job_id: str, failures: int) -> str:
         final = _write(ctx, job_id, changes, attempt)
         if final is None:
             return "cancelled"  # cancelled (or taken over) meanwhile: the row already says so
+        # Only now: a worker that dies before this line leaves the message to be redelivered.
+        clean_up(final.kind, final.params)
         _announce(ctx, final)
         return final.state
     finally:

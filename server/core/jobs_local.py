@@ -30,7 +30,7 @@ from server.core.job_store import (
     unfinished,
     update_job,
 )
-from server.core.jobs import REGISTRY, TERMINAL_STATES, JobSpec, JobView, Publish
+from server.core.jobs import REGISTRY, TERMINAL_STATES, JobSpec, JobView, Publish, clean_up
 from server.settings import Settings
 
 log = logging.getLogger("trinity.jobs")
@@ -136,6 +136,7 @@ class LocalJobRunner:
                 job_id,
                 {"state": "cancelled", "message": f"cancelled by {by}", "finished_at_ms": now_ms()},
             )
+            await asyncio.to_thread(clean_up, record.kind, record.params)
             await self._announce(record)
         return to_view(record)
 
@@ -171,6 +172,8 @@ class LocalJobRunner:
             if final.cancel_requested and outcome[0] != "done":
                 outcome = ("cancelled", "cancelled")
             record = await self.db.run_write(self._update, job_id, finish_changes(outcome))
+            # Only now: a server that dies before this line runs the job again, with its inputs.
+            await asyncio.to_thread(clean_up, record.kind, record.params)
             await self._announce(record)
 
     async def _supervise(

@@ -31,13 +31,14 @@ from server.core.bus_redis import RedisBus, stream_key
 from server.core.celery_runner import make_celery_runner
 from server.core.db import Database
 from server.core.job_lease import JobLease
-from server.core.jobs import JobSpec
+from server.core.jobs import JobSpec, JobView
 from server.core.jobs_celery import make_celery_app
 from server.core.metrics import Metrics
 from server.rooms.client import RoomClient
 from server.rooms.hubs import Hubs
 from server.settings import Settings
 from tests.support import job_kinds
+from tests.support.imaging_flow import wait_spool_empty
 from tests.support.process import ROOT, ServerProcess
 from tests.support.services import REDIS_URL, require_redis
 from tests.support.world import World, create_room
@@ -399,6 +400,62 @@ async def test_retries_with_backoff_and_time_limits_through_the_runner(stack: St
         await hubs.close()
         await bus.close()
         db.close()
+
+
+async def test_spool_stays_while_the_job_may_run_again_and_goes_once_it_ends(stack: Stack) -> None:
+    """An upload's spool folder (selftest.spooled reads it on every run): kept through a lost pool process
+    and retries, removed once the job succeeded, failed or was cancelled."""
+    worker = await stack.start_worker()
+    db = Database(stack.settings)
+    runner = make_celery_runner(stack.settings, db, no_room)
+    spool_dir = stack.tmp_path / "spool"
+
+    def spec(name: str, **params: Any) -> JobSpec:
+        folder = job_kinds.spooled_input(spool_dir, name)
+        return JobSpec("selftest.spooled", {"spool": str(folder), **params}, stack.world["surgeon"].id)
+
+    async def ended_view(job_id: str, timeout_s: float = 20) -> JobView:
+        deadline = time.monotonic() + timeout_s
+        while (view := await runner.get(job_id)).state not in ("succeeded", "failed", "cancelled"):
+            assert time.monotonic() < deadline, view
+            await asyncio.sleep(0.1)
+        return view
+
+    async def running(job_id: str) -> None:
+        deadline = time.monotonic() + 20
+        while (await runner.get(job_id)).progress <= 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+
+    try:
+        lost = await runner.submit(spec("lost", delay_s=3))
+        await running(lost.id)
+        os.kill((await asyncio.to_thread(worker.active))[0]["worker_pid"], signal.SIGKILL)
+        view = await ended_view(lost.id)
+        assert view.state == "succeeded" and view.attempts == 2 and view.result == {"bytes": 9}, view
+        await wait_spool_empty(spool_dir)
+
+        retried = await runner.submit(spec("retried", fail_times=2, counter=str(stack.tmp_path / "runs")))
+        view = await ended_view(retried.id)
+        assert view.state == "succeeded" and view.attempts == 3, view
+        await wait_spool_empty(spool_dir)
+
+        failing = await runner.submit(spec("failing", fail=True))
+        view = await ended_view(failing.id)
+        assert view.state == "failed" and "asked to fail" in (view.error or ""), view
+        await wait_spool_empty(spool_dir)
+
+        cancelled = await runner.submit(spec("cancelled", delay_s=30))
+        await running(cancelled.id)
+        assert (await runner.cancel(cancelled.id, "Surgeon")).state == "cancelled"
+        assert not (spool_dir / "cancelled").exists()  # removed by the app as it cancels
+    finally:
+        await runner.close()
+        db.close()
+
+
+async def no_room(_room_id: str, _frame: dict[str, Any]) -> None:
+    return None
 
 
 def test_job_lease_has_one_holder_and_is_taken_from_a_dead_process() -> None:

@@ -32,6 +32,19 @@ async def wait_job(http: httpx.AsyncClient, job_id: str, timeout_s: float = 120)
         await asyncio.sleep(0.1)
 
 
+async def wait_spool_empty(spool_dir: Path, timeout_s: float = 5) -> None:
+    """Every upload's spool folder is gone (the job runner removes it right after a job's final outcome)."""
+
+    def left_in_spool() -> list[Path]:
+        return list(spool_dir.iterdir()) if spool_dir.exists() else []
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while left := await asyncio.to_thread(left_in_spool):
+        assert loop.time() < deadline, f"left in the spool: {left}"
+        await asyncio.sleep(0.05)
+
+
 async def create_case(http: httpx.AsyncClient, label: str = "MAND-2026-001") -> str:
     body = {"label": label, "patient_name": "Doe^Jane^Q", "patient_id": "PHANTOM-4711", "birth_date": "19700402"}
     response = await http.post("/api/cases", json=body)
