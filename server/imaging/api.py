@@ -311,7 +311,14 @@ async def pacs_pull(case_id: str, body: PacsPull, principal: CurrentPrincipal, r
             return case, room
 
     case, room = await request.app.state.db.run_write(check)
-    params = {"case_id": case.id, "site_id": case.site_id, "label": case.label, "study_uid": body.study_uid}
+    spool = request.app.state.settings.spool_dir / f"pacs-{new_id()}"  # removed once the job has ended
+    params = {
+        "case_id": case.id,
+        "site_id": case.site_id,
+        "label": case.label,
+        "study_uid": body.study_uid,
+        "spool": str(spool),
+    }
     return await submit_job(request, principal, "imaging.pacs_pull", params, room)
 
 
@@ -354,6 +361,7 @@ async def upload_label_map(
     params = {
         "case_id": case.id,
         "site_id": case.site_id,
+        "spool": str(folder),  # removed once the job has a final outcome (server/imaging/spool.py)
         "path": str(parts[0].path),
         "filename": parts[0].name,
         "label": label,

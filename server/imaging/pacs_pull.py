@@ -3,14 +3,17 @@ the case as a job (retrieved into a spool folder, then the same ingest as an upl
 
 from __future__ import annotations
 
+import shutil
 import ssl
 import uuid
+from pathlib import Path
 from typing import Any
 
 from server.core import worker_context
 from server.core.errors import Invalid
 from server.core.jobs import Progress, job_kind
 from server.imaging.pacs_client import Auth, BearerToken, PacsTimeouts, retrieve_study
+from server.imaging.spool import remove_spool
 from server.settings import Settings
 
 
@@ -29,17 +32,16 @@ def connection(settings: Settings) -> tuple[str, Auth, PacsTimeouts, ssl.SSLCont
     return settings.pacs_url, auth, timeouts, verify
 
 
-@job_kind("imaging.pacs_pull", timeout_s=6 * 3600)
+@job_kind("imaging.pacs_pull", timeout_s=6 * 3600, cleanup=remove_spool)
 def pacs_pull_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     from server.imaging.tasks import ingest_job
 
     settings = worker_context.settings()
     url, auth, timeouts, verify = connection(settings)
     job_id = worker_context.job().get("id") or uuid.uuid4().hex
-    spool = settings.spool_dir / f"pacs-{job_id}"
+    # Named by the edge, so that the runner removes it whatever the outcome (jobs of older servers: by id).
+    spool = Path(params.get("spool") or settings.spool_dir / f"pacs-{job_id}")
     if spool.exists():  # a re-run after a crash: start the retrieve again from nothing
-        import shutil
-
         shutil.rmtree(spool)
     progress(0.0, "retrieving the study from the PACS")
     files = retrieve_study(

@@ -1,11 +1,11 @@
-"""Imaging job kinds: ingest (validate, de-identify, store, build volumes), build a bone model, pull a
-study from the PACS. They run in worker processes (server/core/worker_context.py gives them the
-database and blob store) and are idempotent: a re-run after a crash finds what the first run stored."""
+"""Imaging job kinds: ingest (validate, de-identify, store, build volumes), build a bone model, a model
+from a label map. They run in worker processes (server/core/worker_context.py gives them the database
+and blob store) and are idempotent: a re-run after a crash finds what the first run stored. The spool
+folder a job reads is removed by its runner once the job has a final outcome (server/imaging/spool.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import shutil
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -25,6 +25,7 @@ from server.imaging.ingest import Accepted, IngestSettings, ingest, iter_inputs
 from server.imaging.models import ImagingSeries, IngestReport
 from server.imaging.pipeline import ModelParams, build_model, libraries
 from server.imaging.series import Volume, VolumeLimits, volumes_from_files
+from server.imaging.spool import remove_spool
 from server.settings import Settings
 
 
@@ -84,7 +85,7 @@ def _new_instance(item: Accepted, sha256: str, size: int) -> repo.NewInstance:
     )
 
 
-@job_kind("imaging.ingest", timeout_s=6 * 3600)
+@job_kind("imaging.ingest", timeout_s=6 * 3600, cleanup=remove_spool)
 def ingest_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     settings, db, blobs = worker_context.settings(), worker_context.database(), worker_context.blobs()
     job = worker_context.job()
@@ -145,7 +146,6 @@ def ingest_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
                 )
             )
             session.commit()
-    shutil.rmtree(spool, ignore_errors=True)
     return {
         "report_id": report_id,
         "accepted": accepted,
@@ -334,7 +334,7 @@ def model_result(row: Artifact) -> dict[str, Any]:
     }
 
 
-@job_kind("imaging.labelmap_model", timeout_s=3600)
+@job_kind("imaging.labelmap_model", timeout_s=3600, cleanup=remove_spool)
 def labelmap_model_job(params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """A label map made elsewhere (3D Slicer's NRRD or NIfTI) instead of thresholding: its surface."""
     from server.imaging.pipeline import model_from_mask
@@ -376,5 +376,4 @@ def labelmap_model_job(params: dict[str, Any], progress: Progress) -> dict[str, 
                 room_id=job.get("room_id"),
                 artifact_id=artifact_id,
             )
-        shutil.rmtree(path.parent, ignore_errors=True)
     return model_result(existing)

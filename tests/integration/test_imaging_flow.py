@@ -13,7 +13,7 @@ import pydicom
 import trimesh
 
 from server.rooms.client import RoomClient
-from tests.support.imaging_flow import create_case, upload, wait_job, zip_folder
+from tests.support.imaging_flow import create_case, upload, wait_job, wait_spool_empty, zip_folder
 from tests.support.phantoms import (
     FAKE_PATIENT,
     CtPhantom,
@@ -59,6 +59,7 @@ async def test_upload_to_model_in_the_room(world: World, live: LiveServer, tmp_p
             started = await upload(http, case_id, [("study.zip", archive)], room["id"])
             job = await wait_job(http, started["job"]["id"])
             assert job["state"] == "succeeded", job["error"]
+            await wait_spool_empty(world.settings.spool_dir)
             result = job["result"]
             assert result["accepted"] == len(written.paths) + 1  # the slices and the localizer
             report = (await http.get(f"/api/cases/{case_id}/imaging/reports/{result['report_id']}")).json()
@@ -265,6 +266,7 @@ async def test_a_label_map_made_elsewhere_becomes_a_model(
         assert started.status_code == 202, started.text
         job = await wait_job(http, started.json()["id"])
         assert job["state"] == "succeeded", job["error"]
+        await wait_spool_empty(world_sqlite.settings.spool_dir)
         meta = job["result"]["meta"]
         assert meta["watertight"] and abs(meta["volume_mm3"] - 4 / 3 * np.pi * 8**3) / (4 / 3 * np.pi * 8**3) < 0.05
         assert np.allclose(meta["bbox_min_lps"], [-3.0, 27.0, 12.0], atol=1.0)  # geometry from the file
@@ -275,3 +277,4 @@ async def test_a_label_map_made_elsewhere_becomes_a_model(
         )
         failed = await wait_job(http, wrong.json()["id"])
         assert failed["state"] == "failed" and "label 9 not in the label map" in failed["error"]
+        await wait_spool_empty(world_sqlite.settings.spool_dir)  # a failed job leaves no upload behind

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.imaging_flow import create_case, wait_job
+from tests.support.imaging_flow import create_case, wait_job, wait_spool_empty
 from tests.support.orthanc import OrthancServer
 from tests.support.phantoms import FAKE_PATIENT, Grid, write_series
 from tests.support.services import free_port
@@ -43,6 +43,11 @@ async def test_owning_site_pulls_a_study_from_the_pacs_into_a_case(
         assert job["result"]["retrieved"] == 10 and job["result"]["accepted"] == 10
         series = (await http.get(f"/api/cases/{case_id}/imaging/series")).json()
         assert len(series) == 1 and series[0]["volume"]["size"] == [24, 24, 10]
+        await wait_spool_empty(settings.spool_dir)
+        missing = await http.post(f"/api/cases/{case_id}/imaging/pacs/pull", json={"study_uid": "1.2.3.4.5"})
+        failed = await wait_job(http, missing.json()["id"])
+        assert failed["state"] == "failed", failed
+        await wait_spool_empty(settings.spool_dir)  # a failed pull leaves no retrieve folder behind
 
         async with live.http(world_sqlite["b-surgeon"]) as other:
             refused = await other.post(f"/api/cases/{case_id}/imaging/pacs/query", json={})
