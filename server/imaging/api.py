@@ -8,6 +8,7 @@ case; everyone who may see the case (room members of other sites included) sees 
 from __future__ import annotations
 
 import asyncio
+import shutil
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
@@ -24,6 +25,7 @@ from server.core.jobs import JobView
 from server.deps import CurrentPrincipal, SessionDep, client_ip
 from server.imaging import repository as repo
 from server.imaging.deps import job_room, owning_site_writer, submit_job
+from server.imaging.label_map_files import identify_label_map_file
 from server.imaging.models import IngestReport
 from server.imaging.slice_service import geometry_of, plane_layouts, render_slice
 from server.imaging.uploads import spool_multipart
@@ -338,7 +340,8 @@ async def upload_label_map(
     target_faces: int | None = Query(default=None, ge=1000),
 ) -> JobView:
     """A label map made elsewhere (3D Slicer's NRRD or NIfTI), one file as multipart/form-data, turned into
-    a model by a job, instead of thresholding a series here."""
+    a model by a job, instead of thresholding a series here. An empty file, or one that is neither NRRD
+    nor NIfTI, is refused at once (label_map_empty, label_map_format)."""
     settings = request.app.state.settings
     faces = target_faces or settings.model_default_faces
     if faces > settings.model_max_faces:
@@ -358,6 +361,11 @@ async def upload_label_map(
         max_bytes=settings.upload_max_bytes,
         max_files=1,
     )
+    try:  # refused now, from its first bytes, rather than by a failed job
+        await asyncio.to_thread(identify_label_map_file, parts[0].path, parts[0].name)
+    except BaseException:
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        raise
     params = {
         "case_id": case.id,
         "site_id": case.site_id,

@@ -9,6 +9,7 @@ costs little.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -19,6 +20,8 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
+
+from server.imaging.label_map_files import LabelMapFormatError, identify_label_map
 
 # InVesalius threshold presets, HU, inclusive.
 HU_PRESETS: dict[str, tuple[float, float]] = {
@@ -280,14 +283,11 @@ def _read_image(source: str | os.PathLike[str] | bytes) -> sitk.Image:
 
 
 def _label_map_suffix(data: bytes) -> str:
-    """File suffix from magic bytes: SimpleITK picks its reader by name."""
-    if data.startswith(b"NRRD"):
-        return ".nrrd"
-    if data[:2] == b"\x1f\x8b":
-        return ".nii.gz"  # gzip: NRRD compresses inside its text header, so this is NIfTI
-    if (len(data) >= 348 and data[344:347] == b"n+1") or data[4:8] == b"n+2\x00":
-        return ".nii"
-    raise SegmentationError("label map bytes are neither NRRD nor NIfTI")
+    """File suffix from the first bytes: SimpleITK picks its reader by name."""
+    try:
+        return identify_label_map(io.BytesIO(data)).suffix
+    except LabelMapFormatError as exc:
+        raise SegmentationError(exc.message) from None
 
 
 def _check_volume(image: sitk.Image) -> None:

@@ -278,3 +278,29 @@ async def test_a_label_map_made_elsewhere_becomes_a_model(
         failed = await wait_job(http, wrong.json()["id"])
         assert failed["state"] == "failed" and "label 9 not in the label map" in failed["error"]
         await wait_spool_empty(world_sqlite.settings.spool_dir)  # a failed job leaves no upload behind
+
+
+async def test_a_file_that_is_no_label_map_is_refused_at_upload_before_any_job(
+    world_sqlite: World, live_sqlite: LiveServer
+) -> None:
+    from sqlmodel import select
+
+    from server.core.db import Database
+    from server.core.job_store import JobRecord
+
+    async with live_sqlite.http(world_sqlite["engineer"]) as http:
+        url = f"/api/cases/{await create_case(http)}/imaging/labelmaps"
+        png = await http.post(url, files=[("file", ("seg.png", b"\x89PNG\r\n\x1a\n" + bytes(600)))])
+        assert png.status_code == 415, png.text
+        error = png.json()["error"]
+        assert error["code"] == "label_map_format"
+        assert "'seg.png' is neither NRRD nor NIfTI (it looks like a PNG image)" in error["message"]
+        empty = await http.post(url, files=[("file", ("seg.nrrd", b""))])
+        assert empty.status_code == 422, empty.text
+        assert empty.json()["error"]["code"] == "label_map_empty"
+        assert "'seg.nrrd' is empty" in empty.json()["error"]["message"]
+    db = Database(world_sqlite.settings)
+    with db.session() as session:
+        assert session.exec(select(JobRecord).where(JobRecord.kind == "imaging.labelmap_model")).all() == []
+    db.close()
+    await wait_spool_empty(world_sqlite.settings.spool_dir, timeout_s=0)  # nothing kept of the refused files
