@@ -281,18 +281,24 @@ def test_nginx_is_mounted_into_the_proxy(services: dict[str, dict[str, Any]]) ->
 
 def test_nginx_upstream_is_the_app_services(nginx: str, services: dict[str, dict[str, Any]]) -> None:
     assert {host for host, _ in upstream_servers(nginx)} == APP_SERVICES
+    assert {host for host, _ in upstream_servers(nginx, "trinity_rooms")} == APP_SERVICES
+
+
+def test_nginx_routes_a_rooms_sockets_by_room_id(nginx: str) -> None:
+    block = re.search(r"upstream\s+trinity_rooms\s*\{(.*?)\}", nginx, re.S)
+    assert block and re.search(r"hash\s+\$uri\s+consistent;", block.group(1))
 
 
 def test_nginx_upstream_port_is_the_port_the_apps_listen_on(
     nginx: str, services: dict[str, dict[str, Any]], dockerfile: list[str]
 ) -> None:
-    for host, port in upstream_servers(nginx):
+    for host, port in [*upstream_servers(nginx), *upstream_servers(nginx, "trinity_rooms")]:
         assert port == app_port(services[host], dockerfile), host
 
 
 def test_nginx_proxies_websockets(nginx: str, app: Any) -> None:
     ws = nginx_location(nginx, "/ws/")
-    assert re.search(r"proxy_pass\s+http://trinity;", ws)
+    assert re.search(r"proxy_pass\s+http://trinity_rooms;", ws)
     assert re.search(r"proxy_http_version\s+1\.1;", ws)
     assert re.search(r"proxy_set_header\s+Upgrade\s+\$http_upgrade;", ws)
     assert re.search(r"proxy_set_header\s+Connection\s+\$connection_upgrade;", ws)
