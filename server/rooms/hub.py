@@ -33,7 +33,7 @@ from server.settings import Settings
 log = logging.getLogger("trinity.rooms")
 
 RECENT_FRAMES = 2000
-CHECKPOINT_EVERY = 500  # stored events between two copies of the state (rollback cost vs copying cost)
+CHECKPOINT_EVERY = 100  # stored events between two copies of the state (rollback replays up to this many)
 MAX_BATCH = 256
 
 
