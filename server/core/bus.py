@@ -17,6 +17,7 @@ BusHandler = Callable[[dict[str, Any]], None]
 
 class EventBus(Protocol):
     instance_id: str
+    shared: bool  # other instances publish into the same rooms
 
     async def start(self) -> None: ...
 
@@ -45,6 +46,8 @@ class EventBus(Protocol):
 
 class InMemoryBus:
     """Delivers synchronously, in publish order, to this process's subscribers."""
+
+    shared = False
 
     def __init__(self, instance_id: str = "local") -> None:
         self.instance_id = instance_id

@@ -37,6 +37,8 @@ def stream_key(room_id: str) -> str:
 
 
 class RedisBus:
+    shared = True
+
     def __init__(self, url: str, instance_id: str) -> None:
         self.instance_id = instance_id
         self._url = url

@@ -106,7 +106,9 @@ class RoomHub(RoomPresence):
         self.limits = Limits(annotation_max_bytes=settings.annotation_max_bytes, chat_max_chars=settings.chat_max_chars)
         self.state = RoomState()
         # A copy of a stored state and the stored events since: a write that loses the race to another
-        # instance rolls back to it instead of replaying the whole log.
+        # instance rolls back to it instead of replaying the whole log. Only kept when other instances
+        # write too (a shared bus): alone, nothing is ever rolled back, and copies cost collector time.
+        self._keep_checkpoints = bus.shared
         self._checkpoint = RoomState()
         self._since_checkpoint: list[dict[str, Any]] = []
         self.epoch = ""
@@ -140,7 +142,7 @@ class RoomHub(RoomPresence):
         events = await self.db.run_read(self.log.events_after, self.room_id, 0)
         self.epoch = epoch
         self.state = replay(events)
-        self._checkpoint, self._since_checkpoint = self.state.clone(), []
+        self._checkpoint, self._since_checkpoint = (self.state.clone() if self._keep_checkpoints else RoomState()), []
         if not self._task:  # first load: nothing was delivered by this hub yet
             self.delivered_seq = self.state.seq
             for event in events[-RECENT_FRAMES:]:
@@ -159,6 +161,8 @@ class RoomHub(RoomPresence):
 
     def _stored(self, *events: dict[str, Any]) -> None:
         """`events` are in the log and in `self.state`, with nothing speculative after them."""
+        if not self._keep_checkpoints:
+            return
         self._since_checkpoint.extend(events)
         if len(self._since_checkpoint) >= CHECKPOINT_EVERY:
             self._checkpoint, self._since_checkpoint = self.state.clone(), []
@@ -166,6 +170,9 @@ class RoomHub(RoomPresence):
     async def _rollback(self) -> None:
         """Drop what was evolved but not stored: back to the checkpoint, forward through the stored events
         since, then whatever other instances stored meanwhile (from the log)."""
+        if not self._keep_checkpoints:
+            await self._reload()  # no checkpoint: rebuild from the log
+            return
         self.state = self._checkpoint.clone()
         for event in self._since_checkpoint:
             evolve(self.state, event)
