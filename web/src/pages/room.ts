@@ -30,7 +30,7 @@ import { Toolbar } from "../panels/toolbar";
 import { trackActivity } from "../activity";
 import { mountVideo } from "../video"; // video: the call dock (web/src/video/README.md)
 import { mountPlanPanel } from "../record/plans";
-import { FleetPanel } from "../panels/fleet";
+import { mountFleet } from "../panels/fleet";
 import { captureSnapshot } from "../record/snapshot";
 
 export function mountRoom(root: HTMLElement, roomId: string): () => void {
@@ -171,18 +171,9 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
     { id: "plan", label: "Plan", el: planEl, onShow: () => void planPanel.refresh() },
   ]);
   chatPanel.onUnread = () => tabs.markUnread("chat");
-  let disposed = false;
-  // A maker room shows its site's printers live (state, progress, layer n/N, ETA, temperatures, camera).
-  let fleetPanel: FleetPanel | null = null;
-  roomInfo
-    .then((info) => {
-      if (info.kind !== "maker" || disposed) return;
-      fleetPanel = new FleetPanel(info.site_id);
-      tabs.add({ id: "fleet", label: "Printers", el: fleetPanel.el }, true);
-      void fleetPanel.load().catch((err: Error) => toast(err.message, "error"));
-    })
-    .catch(() => undefined);
-  socket.on("printer", (frame) => fleetPanel?.onPrinterFrame(frame));
+  // A maker room shows its site's printers live (state, job, progress, layer n/N, ETA, temperatures,
+  // camera), its print jobs and its print quota.
+  const unmountFleet = mountFleet({ socket, room: roomInfo, addTab: (el) => tabs.add({ id: "fleet", label: "Printers", el }, true) });
   side.append(presencePanel.el, tabs.el);
   cameraSync.onFollowChange = () => renderFollow();
   models.onLoaded = () => {
@@ -355,8 +346,7 @@ export function mountRoom(root: HTMLElement, roomId: string): () => void {
   socket.start();
 
   return () => {
-    disposed = true;
-    fleetPanel?.dispose();
+    unmountFleet();
     unmountVideo(); // video
     socket.close();
     removeShortcuts();
