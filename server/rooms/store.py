@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from server.core.db import Database
 from server.rooms.models import Room, RoomEvent
+from server.rooms.store_pg import AsyncPgAppender, postgres_dsn
 from server.rooms.store_sqlite import INLINE_SYNCHRONOUS, InlineSqliteAppender, checkpoint, sqlite_path
 
 log = logging.getLogger("trinity.rooms")
@@ -141,6 +142,9 @@ class GroupCommitWriter:
         )
         self._checkpointing: asyncio.Task[None] | None = None
         self._checkpoint_due = 0.0
+        # PostgreSQL: statements awaited on the loop, no writer thread (store_pg.py says why).
+        dsn = postgres_dsn(db.url)
+        self._pg = AsyncPgAppender(dsn) if dsn else None
 
     async def append(self, room_id: str, expected_seq: int, events: list[dict[str, Any]]) -> None:
         if self._task is None:
@@ -159,7 +163,11 @@ class GroupCommitWriter:
                 continue
             appends = [(r, s, e) for r, s, e, _ in batch]
             try:
-                conflicts = self._inline.try_append_many(appends) if self._inline else None
+                conflicts: set[str] | None
+                if self._pg is not None:
+                    conflicts = await self._pg.append_many(appends)
+                else:
+                    conflicts = self._inline.try_append_many(appends) if self._inline else None
                 if conflicts is None:  # no fast path, or SQLite's write lock is taken: wait in the thread
                     conflicts = await self.db.run_write(self.log.append_many, appends)
                 self._maybe_checkpoint()
@@ -199,5 +207,7 @@ class GroupCommitWriter:
                 await self._checkpointing
         if self._inline is not None:
             self._inline.close()
+        if self._pg is not None:
+            await self._pg.close()
         if self._task is not None:
             self._task.cancel()

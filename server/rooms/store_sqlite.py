@@ -22,6 +22,12 @@ _INSERT = "INSERT INTO room_events (room_id, seq, user_id, op_id, kind, data, ts
 INLINE_SYNCHRONOUS = ("OFF", "NORMAL")  # FULL/EXTRA fsync each commit: too slow for the loop
 
 
+def event_values(room_id: str, event: dict[str, Any]) -> tuple[Any, ...]:
+    """A room_events row in the column order of the INSERTs here and in store_pg.py."""
+    data = orjson.dumps(event["data"]).decode()
+    return (room_id, event["seq"], event["user"], event["op_id"], event["kind"], data, event["ts"])
+
+
 def sqlite_path(url: str) -> str | None:
     """The file of a sqlite:/// URL, None for other databases and in-memory ones."""
     if not url.startswith("sqlite"):
@@ -68,10 +74,7 @@ class InlineSqliteAppender:
                     if moved != 1:
                         conflicts.add(room_id)
                         raise _Conflict
-                    rows.extend(
-                        (room_id, e["seq"], e["user"], e["op_id"], e["kind"], orjson.dumps(e["data"]).decode(), e["ts"])
-                        for e in events
-                    )
+                    rows.extend(event_values(room_id, e) for e in events)
                 self._conn.executemany(_INSERT, rows)
                 self._conn.execute("COMMIT")
                 self.commits_since_checkpoint += 1

@@ -135,3 +135,29 @@ async def test_group_commit_writer_waits_in_its_thread_while_another_connection_
     assert [e["data"]["text"] for e in RoomLog(db.engine).events_after(room, 0)] == ["inline", "after the lock"]
     await writer.close()
     db.close()
+
+
+async def test_postgres_appends_survive_a_dropped_connection(world_pg: World) -> None:
+    """The writer's own connection is killed by the server (a PostgreSQL restart, a network blip): that
+    append fails, nothing half-written stays, and the next one reconnects."""
+    from sqlalchemy import text
+
+    room = create_room(world_pg)
+    db = Database(world_pg.settings)
+    writer = GroupCommitWriter(db)
+    await writer.append(room, 0, [event(1, "before")])
+    with db.engine.begin() as conn:
+        killed = conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND application_name = 'trinity-room-log'"
+            )
+        ).all()
+    assert killed, "the writer's connection was not found"
+    with pytest.raises(Exception):  # noqa: B017 - whatever the driver raises for a closed connection
+        await writer.append(room, 1, [event(2, "lost with the connection")])
+    await writer.append(room, 1, [event(2, "after reconnecting")])
+    log = RoomLog(db.engine)
+    assert [e["data"]["text"] for e in log.events_after(room, 0)] == ["before", "after reconnecting"]
+    await writer.close()
+    db.close()
