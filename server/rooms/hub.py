@@ -167,15 +167,22 @@ class RoomHub(RoomPresence):
         if len(self._since_checkpoint) >= CHECKPOINT_EVERY:
             self._checkpoint, self._since_checkpoint = self.state.clone(), []
 
-    async def _rollback(self) -> None:
-        """Drop what was evolved but not stored: back to the checkpoint, forward through the stored events
-        since, then whatever other instances stored meanwhile (from the log)."""
+    def _restore_stored(self) -> bool:
+        """Synchronous rollback to what is stored (checkpoint + stored events since); False without
+        checkpoints (one instance: nothing to roll back to cheaply)."""
         if not self._keep_checkpoints:
-            await self._reload()  # no checkpoint: rebuild from the log
-            return
+            return False
         self.state = self._checkpoint.clone()
         for event in self._since_checkpoint:
             evolve(self.state, event)
+        return True
+
+    async def _rollback(self) -> None:
+        """Drop what was evolved but not stored: back to the checkpoint, forward through the stored events
+        since, then whatever other instances stored meanwhile (from the log)."""
+        if not self._restore_stored():
+            await self._reload()  # no checkpoint: rebuild from the log
+            return
         await self._catch_up()
 
     def _deliver(self, event: dict[str, Any], frame: str) -> None:
@@ -309,8 +316,11 @@ class RoomHub(RoomPresence):
         events = [event for _, event, _ in pending if event is not None]
         if events:
             base = events[0]["seq"] - 1
+            batch = _Batch(self, pending)
             try:
-                await self.writer.append(self.room_id, base, events)
+                await self.writer.append(self.room_id, base, events, batch.redecide)
+                pending = batch.pending
+                events = [event for _, event, _ in pending if event is not None]
             except SeqConflict:
                 # Another instance wrote first: roll back to what is stored, catch up, decide these ops again.
                 self.metrics.seq_conflicts.inc()
@@ -390,3 +400,30 @@ class RoomHub(RoomPresence):
     def publish_ephemeral_nowait(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:
         message = {"origin": self.bus.instance_id, "kind": "ephemeral", "frame": dumps(frame), "user": user, "key": key}
         self.bus.publish_nowait(self.room_id, message)
+
+
+class _Batch:
+    """A flush's ops, decided again when the writer finds, under the room's row lock, that another
+    instance stored events first (rooms/store_pg.py): those events are applied and delivered, the ops
+    decided after them, and the new events written in the same transaction, so racing instances never
+    retry a commit."""
+
+    def __init__(self, hub: RoomHub, pending: list[tuple[Op, dict[str, Any] | None, int | None]]) -> None:
+        self.hub = hub
+        self.pending = pending
+
+    def redecide(self, missing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        hub = self.hub
+        hub.metrics.seq_conflicts.inc()
+        if not hub._restore_stored():
+            raise SeqConflict(hub.room_id)  # the optimistic path: roll back from the log and retry
+        for event in missing:
+            if event["seq"] == hub.state.seq + 1:
+                evolve(hub.state, event)
+                hub._stored(event)
+                hub._deliver(event, dumps({"type": "event", **event}))
+        retry: list[tuple[Op, dict[str, Any] | None, int | None]] = []
+        for op, _, _ in self.pending:
+            hub._decide(op, retry)
+        self.pending = retry
+        return [event for _, event, _ in retry if event is not None]

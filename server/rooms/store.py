@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from server.core.db import Database
 from server.rooms.models import Room, RoomEvent
-from server.rooms.store_pg import AsyncPgAppender, postgres_dsn
+from server.rooms.store_pg import AsyncPgAppender, Redecide, postgres_dsn
 from server.rooms.store_sqlite import INLINE_SYNCHRONOUS, InlineSqliteAppender, checkpoint, sqlite_path
 
 log = logging.getLogger("trinity.rooms")
@@ -131,6 +131,7 @@ class GroupCommitWriter:
         self.db = db
         self.log = RoomLog(db.engine)
         self._pending: list[tuple[str, int, list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._redecide: dict[str, Redecide | None] = {}  # per room: one flush of a room at a time
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         # Embedded SQLite without an fsync per commit: commit on the loop (store_sqlite.py says why).
@@ -146,10 +147,16 @@ class GroupCommitWriter:
         dsn = postgres_dsn(db.url)
         self._pg = AsyncPgAppender(dsn) if dsn else None
 
-    async def append(self, room_id: str, expected_seq: int, events: list[dict[str, Any]]) -> None:
+    async def append(
+        self, room_id: str, expected_seq: int, events: list[dict[str, Any]], redecide: Redecide | None = None
+    ) -> None:
+        """Store `events` (seq expected_seq+1 ...). When another instance stored first: on PostgreSQL,
+        `redecide(missing events)` gives the events to store instead, under the room's row lock; on
+        SQLite (one instance), or without `redecide`, SeqConflict."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="room-log-writer")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._redecide[room_id] = redecide
         self._pending.append((room_id, expected_seq, events, future))
         self._wake.set()
         await future
@@ -164,8 +171,9 @@ class GroupCommitWriter:
             appends = [(r, s, e) for r, s, e, _ in batch]
             try:
                 conflicts: set[str] | None
+                redecide = {room: self._redecide.pop(room, None) for room, _, _ in appends}
                 if self._pg is not None:
-                    conflicts = await self._pg.append_many(appends)
+                    conflicts = await self._pg.append_many(appends, redecide)
                 else:
                     conflicts = self._inline.try_append_many(appends) if self._inline else None
                 if conflicts is None:  # no fast path, or SQLite's write lock is taken: wait in the thread

@@ -10,14 +10,19 @@ a failure; the same optimistic rule as `RoomLog.append_many` (rooms/store.py).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
+import orjson
 import psycopg
 
 from server.rooms.store_sqlite import event_values
 
 log = logging.getLogger("trinity.rooms")
 Batch = tuple[str, int, list[dict[str, Any]]]
+Redecide = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
+_LOCK_ROOM = "SELECT last_seq FROM rooms WHERE id = %s FOR UPDATE"
+_MISSING = "SELECT seq, kind, user_id, op_id, ts_ms, data FROM room_events WHERE room_id = %s AND seq > %s ORDER BY seq"
 _MOVE_SEQ = "UPDATE rooms SET last_seq = %s WHERE id = %s AND last_seq = %s"
 _INSERT = (
     "INSERT INTO room_events (room_id, seq, user_id, op_id, kind, data, ts_ms) VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -48,10 +53,13 @@ class AsyncPgAppender:
             )
         return self._conn
 
-    async def append_many(self, batches: list[Batch]) -> set[str]:
-        """Persist several rooms' events in one transaction; the rooms whose expected sequence was
-        stale are returned and nothing of theirs is written (the others are)."""
+    async def append_many(self, batches: list[Batch], redecide: dict[str, Redecide | None] | None = None) -> set[str]:
+        """Persist several rooms' events in one transaction. A room whose expected sequence is stale
+        (another instance stored first) is decided again under its row lock when it has a `redecide`:
+        the events it missed go in, the events to store come out, and nothing is retried. Without one
+        it is returned as a conflict and nothing of it is written (the other rooms are)."""
         conflicts: set[str] = set()
+        redecide = redecide or {}
         while True:
             # Rooms in id order: two instances locking the same rooms always lock them in the same order.
             todo = sorted((b for b in batches if b[0] not in conflicts and b[2]), key=lambda b: b[0])
@@ -62,18 +70,41 @@ class AsyncPgAppender:
                 async with conn.transaction(), conn.cursor() as cursor:
                     rows: list[tuple[Any, ...]] = []
                     for room_id, expected_seq, events in todo:
-                        await cursor.execute(_MOVE_SEQ, (events[-1]["seq"], room_id, expected_seq))
+                        again = redecide.get(room_id)
+                        if again is not None:
+                            events = await self._locked(cursor, room_id, expected_seq, events, again)
+                            if not events:
+                                continue
+                        await cursor.execute(_MOVE_SEQ, (events[-1]["seq"], room_id, events[0]["seq"] - 1))
                         if cursor.rowcount != 1:
                             conflicts.add(room_id)
                             raise _Conflict
                         rows.extend(event_values(room_id, e) for e in events)
-                    await cursor.executemany(_INSERT, rows)
+                    if rows:
+                        await cursor.executemany(_INSERT, rows)
                 return conflicts
             except _Conflict:
                 continue  # rolled back by the transaction block; again without the stale room
             except psycopg.OperationalError:
                 await self.close()  # a broken connection: the next append opens a new one
                 raise
+
+    @staticmethod
+    async def _locked(
+        cursor: psycopg.AsyncCursor[Any], room_id: str, expected_seq: int, events: list[dict[str, Any]], again: Redecide
+    ) -> list[dict[str, Any]]:
+        """Lock the room's row; if another instance stored past `expected_seq`, hand what it stored to
+        `again` and return the events decided after it (the row stays locked until commit)."""
+        await cursor.execute(_LOCK_ROOM, (room_id,))
+        row = await cursor.fetchone()
+        if row is None or row[0] == expected_seq:
+            return events
+        await cursor.execute(_MISSING, (room_id, expected_seq))
+        missing = [
+            {"seq": seq, "kind": kind, "user": user, "op_id": op_id, "ts": ts, "data": orjson.loads(data)}
+            for seq, kind, user, op_id, ts, data in await cursor.fetchall()
+        ]
+        return again(missing)
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -161,3 +161,36 @@ async def test_postgres_appends_survive_a_dropped_connection(world_pg: World) ->
     assert [e["data"]["text"] for e in log.events_after(room, 0)] == ["before", "after reconnecting"]
     await writer.close()
     db.close()
+
+
+async def test_postgres_decides_a_stale_room_again_under_its_row_lock(world_pg: World) -> None:
+    """Another instance stored seq 1-2 first: the writer hands them to the room's redecide and stores
+    what it returns after them, in the same transaction; a room without one is a plain conflict."""
+    from server.rooms.store_pg import AsyncPgAppender, postgres_dsn
+
+    rooms = [create_room(world_pg) for _ in range(2)]
+    db = Database(world_pg.settings)
+    log = RoomLog(db.engine)
+    for room in rooms:
+        log.append(room, 0, [event(1, "other 1"), event(2, "other 2")])
+    dsn = postgres_dsn(db.url)
+    assert dsn
+    appender = AsyncPgAppender(dsn)
+    seen: list[list[int]] = []
+
+    def redecide(missing: list[dict]) -> list[dict]:
+        seen.append([e["seq"] for e in missing])
+        return [event(3, "mine, decided after theirs")]
+
+    conflicts = await appender.append_many(
+        [(rooms[0], 0, [event(1, "mine")]), (rooms[1], 0, [event(1, "mine too")])], {rooms[0]: redecide}
+    )
+    assert conflicts == {rooms[1]} and seen == [[1, 2]]
+    assert [e["data"]["text"] for e in log.events_after(rooms[0], 0)] == [
+        "other 1",
+        "other 2",
+        "mine, decided after theirs",
+    ]
+    assert log.head(rooms[0])[1] == 3 and log.head(rooms[1])[1] == 2
+    await appender.close()
+    db.close()
