@@ -109,6 +109,7 @@ class RoomHub(RoomPresence):
         # instance rolls back to it instead of replaying the whole log. Only kept when other instances
         # write too (a shared bus): alone, nothing is ever rolled back, and copies cost collector time.
         self._keep_checkpoints = bus.shared
+        self._decide_locked = bus.shared and writer.locks_rooms
         self._checkpoint = RoomState()
         self._since_checkpoint: list[dict[str, Any]] = []
         self.epoch = ""
@@ -258,12 +259,17 @@ class RoomHub(RoomPresence):
 
     async def _process(self, batch: list[Command]) -> None:
         pending: list[tuple[Op, dict[str, Any] | None, int | None]] = []
+        deferred: list[Op] = []  # decided under the room's row lock (several instances on PostgreSQL)
         for command in batch:
             if isinstance(command, Op):
-                self._decide(command, pending)
+                if self._decide_locked:
+                    deferred.append(command)
+                else:
+                    self._decide(command, pending)
                 continue
             await self._flush(pending)
-            pending = []
+            await self._flush_locked(deferred)
+            pending, deferred = [], []
             if isinstance(command, Join):
                 command.done.set_result(await self._join(command.conn, command.resume))
             elif isinstance(command, Leave):
@@ -273,6 +279,7 @@ class RoomHub(RoomPresence):
             else:
                 await self._catch_up()
         await self._flush(pending)
+        await self._flush_locked(deferred)
 
     async def _apply_remote(self, frame: str) -> None:
         event = orjson.loads(frame)
@@ -316,11 +323,8 @@ class RoomHub(RoomPresence):
         events = [event for _, event, _ in pending if event is not None]
         if events:
             base = events[0]["seq"] - 1
-            batch = _Batch(self, pending)
             try:
-                await self.writer.append(self.room_id, base, events, batch.redecide)
-                pending = batch.pending
-                events = [event for _, event, _ in pending if event is not None]
+                await self.writer.append(self.room_id, base, events)
             except SeqConflict:
                 # Another instance wrote first: roll back to what is stored, catch up, decide these ops again.
                 self.metrics.seq_conflicts.inc()
@@ -338,6 +342,28 @@ class RoomHub(RoomPresence):
                         op, OpRejected(ErrorCode.INTERNAL, f"not stored, try again: {type(exc).__name__}")
                     )
                 return
+        await self._publish_stored(pending, events)
+
+    async def _flush_locked(self, ops: list[Op]) -> None:
+        """Several instances on PostgreSQL: the writer locks the room's row, hands over what other
+        instances stored since this state (applied and delivered here first), and the ops are decided
+        only then, on the current state: nothing speculative, so nothing to roll back or retry."""
+        if not ops:
+            return
+        batch = _LockedBatch(self, ops)
+        try:
+            await self.writer.append_locked(self.room_id, self.state.seq, batch.decide)
+        except Exception as exc:
+            log.exception("could not persist room events", extra={"room_id": self.room_id})
+            await self._reload()
+            for op in ops:
+                self._reply_error(op, OpRejected(ErrorCode.INTERNAL, f"not stored, try again: {type(exc).__name__}"))
+            return
+        await self._publish_stored(batch.pending, [event for _, event, _ in batch.pending if event is not None])
+
+    async def _publish_stored(
+        self, pending: list[tuple[Op, dict[str, Any] | None, int | None]], events: list[dict[str, Any]]
+    ) -> None:
         # Deliver and acknowledge the whole batch locally first, then hand it to the bus in one call
         # (one pipelined round trip to Redis instead of one wait per event).
         self._stored(*events)
@@ -402,28 +428,29 @@ class RoomHub(RoomPresence):
         self.bus.publish_nowait(self.room_id, message)
 
 
-class _Batch:
-    """A flush's ops, decided again when the writer finds, under the room's row lock, that another
-    instance stored events first (rooms/store_pg.py): those events are applied and delivered, the ops
-    decided after them, and the new events written in the same transaction, so racing instances never
-    retry a commit."""
+class _LockedBatch:
+    """Ops to decide once the writer holds the room's row lock (rooms/store_pg.py)."""
 
-    def __init__(self, hub: RoomHub, pending: list[tuple[Op, dict[str, Any] | None, int | None]]) -> None:
+    def __init__(self, hub: RoomHub, ops: list[Op]) -> None:
         self.hub = hub
-        self.pending = pending
+        self.ops = ops
+        self.pending: list[tuple[Op, dict[str, Any] | None, int | None]] = []
 
-    def redecide(self, missing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def decide(self, missing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`missing`: what other instances stored after this hub's state; returns the events to store.
+        Called again if the transaction is retried, on the state left by the first call."""
         hub = self.hub
-        hub.metrics.seq_conflicts.inc()
-        if not hub._restore_stored():
-            raise SeqConflict(hub.room_id)  # the optimistic path: roll back from the log and retry
+        if missing:
+            hub.metrics.seq_conflicts.inc()
+        # A retried transaction: what the first call decided was not stored.
+        if self.pending and not hub._restore_stored():
+            raise SeqConflict(hub.room_id)
         for event in missing:
             if event["seq"] == hub.state.seq + 1:
                 evolve(hub.state, event)
                 hub._stored(event)
                 hub._deliver(event, dumps({"type": "event", **event}))
-        retry: list[tuple[Op, dict[str, Any] | None, int | None]] = []
-        for op, _, _ in self.pending:
-            hub._decide(op, retry)
-        self.pending = retry
-        return [event for _, event, _ in retry if event is not None]
+        self.pending = []
+        for op in self.ops:
+            hub._decide(op, self.pending)
+        return [event for _, event, _ in self.pending if event is not None]

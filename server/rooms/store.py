@@ -147,16 +147,27 @@ class GroupCommitWriter:
         dsn = postgres_dsn(db.url)
         self._pg = AsyncPgAppender(dsn) if dsn else None
 
-    async def append(
-        self, room_id: str, expected_seq: int, events: list[dict[str, Any]], redecide: Redecide | None = None
+    @property
+    def locks_rooms(self) -> bool:
+        """`append_locked` is available (PostgreSQL)."""
+        return self._pg is not None
+
+    async def append(self, room_id: str, expected_seq: int, events: list[dict[str, Any]]) -> None:
+        """Store `events` (seq expected_seq+1 ...), or SeqConflict if another writer stored first."""
+        await self._enqueue(room_id, expected_seq, events, None)
+
+    async def append_locked(self, room_id: str, known_seq: int, decide: Redecide) -> None:
+        """Under the room's row lock: `decide(events stored after known_seq)` returns the events to
+        store after them (PostgreSQL only)."""
+        await self._enqueue(room_id, known_seq, [], decide)
+
+    async def _enqueue(
+        self, room_id: str, expected_seq: int, events: list[dict[str, Any]], decide: Redecide | None
     ) -> None:
-        """Store `events` (seq expected_seq+1 ...). When another instance stored first: on PostgreSQL,
-        `redecide(missing events)` gives the events to store instead, under the room's row lock; on
-        SQLite (one instance), or without `redecide`, SeqConflict."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="room-log-writer")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._redecide[room_id] = redecide
+        self._redecide[room_id] = decide
         self._pending.append((room_id, expected_seq, events, future))
         self._wake.set()
         await future

@@ -62,7 +62,9 @@ class AsyncPgAppender:
         redecide = redecide or {}
         while True:
             # Rooms in id order: two instances locking the same rooms always lock them in the same order.
-            todo = sorted((b for b in batches if b[0] not in conflicts and b[2]), key=lambda b: b[0])
+            todo = sorted(
+                (b for b in batches if b[0] not in conflicts and (b[2] or redecide.get(b[0]))), key=lambda b: b[0]
+            )
             if not todo:
                 return conflicts
             conn = await self._connection()
@@ -72,7 +74,7 @@ class AsyncPgAppender:
                     for room_id, expected_seq, events in todo:
                         again = redecide.get(room_id)
                         if again is not None:
-                            events = await self._locked(cursor, room_id, expected_seq, events, again)
+                            events = await self._locked(cursor, room_id, expected_seq, again)
                             if not events:
                                 continue
                         await cursor.execute(_MOVE_SEQ, (events[-1]["seq"], room_id, events[0]["seq"] - 1))
@@ -91,19 +93,19 @@ class AsyncPgAppender:
 
     @staticmethod
     async def _locked(
-        cursor: psycopg.AsyncCursor[Any], room_id: str, expected_seq: int, events: list[dict[str, Any]], again: Redecide
+        cursor: psycopg.AsyncCursor[Any], room_id: str, expected_seq: int, again: Redecide
     ) -> list[dict[str, Any]]:
-        """Lock the room's row; if another instance stored past `expected_seq`, hand what it stored to
-        `again` and return the events decided after it (the row stays locked until commit)."""
+        """Lock the room's row and hand `again` what other instances stored past `expected_seq` (often
+        nothing); it returns the events to store after them (the row stays locked until commit)."""
         await cursor.execute(_LOCK_ROOM, (room_id,))
         row = await cursor.fetchone()
-        if row is None or row[0] == expected_seq:
-            return events
-        await cursor.execute(_MISSING, (room_id, expected_seq))
-        missing = [
-            {"seq": seq, "kind": kind, "user": user, "op_id": op_id, "ts": ts, "data": orjson.loads(data)}
-            for seq, kind, user, op_id, ts, data in await cursor.fetchall()
-        ]
+        missing: list[dict[str, Any]] = []
+        if row is not None and row[0] != expected_seq:
+            await cursor.execute(_MISSING, (room_id, expected_seq))
+            missing = [
+                {"seq": seq, "kind": kind, "user": user, "op_id": op_id, "ts": ts, "data": orjson.loads(data)}
+                for seq, kind, user, op_id, ts, data in await cursor.fetchall()
+            ]
         return again(missing)
 
     async def close(self) -> None:

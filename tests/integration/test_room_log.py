@@ -164,8 +164,9 @@ async def test_postgres_appends_survive_a_dropped_connection(world_pg: World) ->
 
 
 async def test_postgres_decides_a_stale_room_again_under_its_row_lock(world_pg: World) -> None:
-    """Another instance stored seq 1-2 first: the writer hands them to the room's redecide and stores
-    what it returns after them, in the same transaction; a room without one is a plain conflict."""
+    """Another instance stored seq 1-2 first: under the room's row lock the writer hands them to the
+    room's decide and stores what it returns after them, in the same transaction; a room without one
+    is a plain optimistic conflict."""
     from server.rooms.store_pg import AsyncPgAppender, postgres_dsn
 
     rooms = [create_room(world_pg) for _ in range(2)]
@@ -183,7 +184,7 @@ async def test_postgres_decides_a_stale_room_again_under_its_row_lock(world_pg: 
         return [event(3, "mine, decided after theirs")]
 
     conflicts = await appender.append_many(
-        [(rooms[0], 0, [event(1, "mine")]), (rooms[1], 0, [event(1, "mine too")])], {rooms[0]: redecide}
+        [(rooms[0], 0, []), (rooms[1], 0, [event(1, "mine too")])], {rooms[0]: redecide}
     )
     assert conflicts == {rooms[1]} and seen == [[1, 2]]
     assert [e["data"]["text"] for e in log.events_after(rooms[0], 0)] == [
