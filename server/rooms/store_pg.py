@@ -21,8 +21,12 @@ from server.rooms.store_sqlite import event_values
 log = logging.getLogger("trinity.rooms")
 Batch = tuple[str, int, list[dict[str, Any]]]
 Redecide = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
-_LOCK_ROOM = "SELECT last_seq FROM rooms WHERE id = %s FOR UPDATE"
-_MISSING = "SELECT seq, kind, user_id, op_id, ts_ms, data FROM room_events WHERE room_id = %s AND seq > %s ORDER BY seq"
+_LOCK_ROOMS = "SELECT id, last_seq FROM rooms WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
+_MISSING = (
+    "SELECT e.room_id, e.seq, e.kind, e.user_id, e.op_id, e.ts_ms, e.data FROM room_events e"
+    " JOIN unnest(%s::text[], %s::bigint[]) AS known(room_id, seq) ON e.room_id = known.room_id AND e.seq > known.seq"
+    " ORDER BY e.room_id, e.seq"
+)
 _MOVE_SEQ = "UPDATE rooms SET last_seq = %s WHERE id = %s AND last_seq = %s"
 _INSERT = (
     "INSERT INTO room_events (room_id, seq, user_id, op_id, kind, data, ts_ms) VALUES (%s, %s, %s, %s, %s, %s, %s)"
@@ -70,11 +74,12 @@ class AsyncPgAppender:
             conn = await self._connection()
             try:
                 async with conn.transaction(), conn.cursor() as cursor:
+                    missing = await self._lock_rooms(cursor, [(r, s) for r, s, _ in todo if redecide.get(r)])
                     rows: list[tuple[Any, ...]] = []
-                    for room_id, expected_seq, events in todo:
+                    for room_id, _expected_seq, events in todo:
                         again = redecide.get(room_id)
                         if again is not None:
-                            events = await self._locked(cursor, room_id, expected_seq, again)
+                            events = again(missing.get(room_id, []))
                             if not events:
                                 continue
                         await cursor.execute(_MOVE_SEQ, (events[-1]["seq"], room_id, events[0]["seq"] - 1))
@@ -92,21 +97,23 @@ class AsyncPgAppender:
                 raise
 
     @staticmethod
-    async def _locked(
-        cursor: psycopg.AsyncCursor[Any], room_id: str, expected_seq: int, again: Redecide
-    ) -> list[dict[str, Any]]:
-        """Lock the room's row and hand `again` what other instances stored past `expected_seq` (often
-        nothing); it returns the events to store after them (the row stays locked until commit)."""
-        await cursor.execute(_LOCK_ROOM, (room_id,))
-        row = await cursor.fetchone()
-        missing: list[dict[str, Any]] = []
-        if row is not None and row[0] != expected_seq:
-            await cursor.execute(_MISSING, (room_id, expected_seq))
-            missing = [
-                {"seq": seq, "kind": kind, "user": user, "op_id": op_id, "ts": ts, "data": orjson.loads(data)}
-                for seq, kind, user, op_id, ts, data in await cursor.fetchall()
-            ]
-        return again(missing)
+    async def _lock_rooms(
+        cursor: psycopg.AsyncCursor[Any], known: list[tuple[str, int]]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Lock the rooms' rows (one statement, in id order) and read what other instances stored past
+        each room's known sequence (one more, only if some did); the rows stay locked until commit."""
+        if not known:
+            return {}
+        await cursor.execute(_LOCK_ROOMS, ([room for room, _ in known],))
+        heads = dict(await cursor.fetchall())
+        behind = [(room, seq) for room, seq in known if heads.get(room, seq) != seq]
+        missing: dict[str, list[dict[str, Any]]] = {}
+        if behind:
+            await cursor.execute(_MISSING, ([room for room, _ in behind], [seq for _, seq in behind]))
+            for room, seq, kind, user, op_id, ts, data in await cursor.fetchall():
+                event = {"seq": seq, "kind": kind, "user": user, "op_id": op_id, "ts": ts, "data": orjson.loads(data)}
+                missing.setdefault(room, []).append(event)
+        return missing
 
     async def close(self) -> None:
         if self._conn is not None:
