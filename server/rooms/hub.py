@@ -24,6 +24,7 @@ from server.core.db import Database, now_ms
 from server.core.metrics import Metrics
 from server.rooms.connection import Connection
 from server.rooms.frames import dumps
+from server.rooms.locked_batch import LockedBatch
 from server.rooms.presence import RoomPresence
 from server.rooms.protocol import ErrorCode, OpRejected
 from server.rooms.state import SYSTEM_USER, Actor, Limits, RoomRole, RoomState, decide, evolve, replay
@@ -350,7 +351,7 @@ class RoomHub(RoomPresence):
         only then, on the current state: nothing speculative, so nothing to roll back or retry."""
         if not ops:
             return
-        batch = _LockedBatch(self, ops)
+        batch = LockedBatch(self, ops)
         try:
             await self.writer.append_locked(self.room_id, self.state.seq, batch.decide)
         except Exception as exc:
@@ -426,31 +427,3 @@ class RoomHub(RoomPresence):
     def publish_ephemeral_nowait(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:
         message = {"origin": self.bus.instance_id, "kind": "ephemeral", "frame": dumps(frame), "user": user, "key": key}
         self.bus.publish_nowait(self.room_id, message)
-
-
-class _LockedBatch:
-    """Ops to decide once the writer holds the room's row lock (rooms/store_pg.py)."""
-
-    def __init__(self, hub: RoomHub, ops: list[Op]) -> None:
-        self.hub = hub
-        self.ops = ops
-        self.pending: list[tuple[Op, dict[str, Any] | None, int | None]] = []
-
-    def decide(self, missing: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """`missing`: what other instances stored after this hub's state; returns the events to store.
-        Called again if the transaction is retried, on the state left by the first call."""
-        hub = self.hub
-        if missing:
-            hub.metrics.seq_conflicts.inc()
-        # A retried transaction: what the first call decided was not stored.
-        if self.pending and not hub._restore_stored():
-            raise SeqConflict(hub.room_id)
-        for event in missing:
-            if event["seq"] == hub.state.seq + 1:
-                evolve(hub.state, event)
-                hub._stored(event)
-                hub._deliver(event, dumps({"type": "event", **event}))
-        self.pending = []
-        for op in self.ops:
-            hub._decide(op, self.pending)
-        return [event for _, event, _ in self.pending if event is not None]
