@@ -186,7 +186,8 @@ async def test_postgres_decides_a_stale_room_again_under_its_row_lock(world_pg: 
     conflicts = await appender.append_many(
         [(rooms[0], 0, []), (rooms[1], 0, [event(1, "mine too")])], {rooms[0]: redecide}
     )
-    assert conflicts == {rooms[1]} and seen == [[1, 2]]
+    # Called once, or again when the transaction is retried without the conflicting room (id order).
+    assert conflicts == {rooms[1]} and seen and all(missing == [1, 2] for missing in seen)
     assert [e["data"]["text"] for e in log.events_after(rooms[0], 0)] == [
         "other 1",
         "other 2",
