@@ -104,6 +104,7 @@ async def _settled(predicate, timeout: float = 15.0) -> None:  # type: ignore[no
 
 def _peer_connections() -> int:
     gc.collect()
+    gc.unfreeze()  # the server's GC policy (core/gc_policy.py) freezes survivors, and get_objects skips those
     return sum(1 for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed")
 
 
