@@ -105,7 +105,8 @@ async def _settled(predicate, timeout: float = 15.0) -> None:  # type: ignore[no
 def _peer_connections() -> int:
     gc.collect()
     gc.unfreeze()  # the server's GC policy (core/gc_policy.py) freezes survivors, and get_objects skips those
-    return sum(1 for o in gc.get_objects() if isinstance(o, RTCPeerConnection) and o.connectionState != "closed")
+    # type(), not isinstance(): the latter asks lazy proxies (celery's) for __class__, which evaluates them.
+    return sum(1 for o in gc.get_objects() if issubclass(type(o), RTCPeerConnection) and o.connectionState != "closed")
 
 
 async def test_leave_and_rejoin_three_times_leaks_no_tasks_peer_connections_or_transceivers(
