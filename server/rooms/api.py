@@ -14,7 +14,7 @@ from server.core.auth import Principal
 from server.core.errors import Conflict
 from server.deps import CurrentPrincipal, client_ip
 from server.rooms import repository
-from server.rooms.hub import MemberInfo
+from server.rooms.commands import MemberInfo
 from server.rooms.models import Room
 from server.rooms.protocol import OpRejected
 from server.rooms.store import RoomLog

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -22,6 +21,7 @@ import orjson
 from server.core.bus import EventBus
 from server.core.db import Database, now_ms
 from server.core.metrics import Metrics
+from server.rooms.commands import Command, Join, Leave, MemberInfo, Op, Remote, Resync
 from server.rooms.connection import Connection
 from server.rooms.frames import dumps
 from server.rooms.locked_batch import LockedBatch
@@ -36,52 +36,6 @@ log = logging.getLogger("trinity.rooms")
 RECENT_FRAMES = 2000
 CHECKPOINT_EVERY = 100  # stored events between two copies of the state (rollback replays up to this many)
 MAX_BATCH = 256
-
-
-@dataclass
-class Op:
-    conn: Connection | None
-    actor: Actor
-    op_id: str | None
-    kind: str
-    payload: dict[str, Any]
-    received_s: float = field(default_factory=time.perf_counter)
-    done: asyncio.Future[dict[str, Any]] | None = None  # for system ops awaited by REST
-
-
-@dataclass
-class Join:
-    conn: Connection
-    resume: dict[str, Any] | None
-    done: asyncio.Future[bool]
-
-
-@dataclass
-class Leave:
-    conn: Connection
-
-
-@dataclass
-class Remote:
-    """A sequenced event another instance stored and published."""
-
-    frame: str
-
-
-@dataclass
-class Resync:
-    """Catch up from the log (the bus was away and may have missed events)."""
-
-
-Command = Op | Join | Leave | Remote | Resync
-
-
-@dataclass
-class MemberInfo:
-    user_id: str
-    display_name: str
-    site_id: str
-    role: RoomRole
 
 
 class RoomHub(RoomPresence):

@@ -9,7 +9,8 @@ from server.core.bus import EventBus
 from server.core.db import Database
 from server.core.metrics import Metrics
 from server.rooms import repository
-from server.rooms.hub import MemberInfo, RoomHub, dumps
+from server.rooms.commands import MemberInfo
+from server.rooms.hub import RoomHub, dumps
 from server.rooms.store import GroupCommitWriter
 from server.settings import Settings
 

@@ -14,7 +14,8 @@ from server.rooms.state import evolve
 from server.rooms.store import SeqConflict
 
 if TYPE_CHECKING:
-    from server.rooms.hub import Op, RoomHub
+    from server.rooms.commands import Op
+    from server.rooms.hub import RoomHub
 
 
 class LockedBatch:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from server.core.bus import EventBus
     from server.core.db import Database
     from server.core.metrics import Metrics
-    from server.rooms.hub import MemberInfo, Op
+    from server.rooms.commands import MemberInfo, Op
     from server.rooms.store import RoomLog
     from server.settings import Settings
 
