@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     ws_rate_burst: int = 120
     ws_send_queue_max: int = 10_000  # ordered frames waiting for one client before it is dropped
     ws_send_stall_s: float = 10.0  # a client that takes no frame for this long while some wait is dropped
+    # Frames queued for a client that said `"batch": true` in hello go out together, up to this many
+    # bytes per WebSocket message (docs/protocol.md §1); 0 sends one frame per message to everyone.
+    ws_batch_max_bytes: int = 64 * 1024
     ws_per_message_deflate: bool = False  # compression costs CPU per frame per client; frames are small
     ws_auth_timeout_s: float = 10.0
     ws_idle_after_s: float = 60.0
@@ -55,6 +58,9 @@ class Settings(BaseSettings):
     camera_max_hz: float = 30.0
     presence_heartbeat_s: float = 2.0  # how often instances share who is online (Redis bus)
     presence_ttl_s: float = 6.0  # a dead instance's users disappear within ttl + heartbeat (< 10 s)
+    # Several instances: one leads each room (decides its ops), renewing a lease this long every third
+    # of it; the others forward ops to it. A dead leader's rooms are taken over within about this long.
+    room_lease_s: float = 3.0
     presenter_grace_s: float = 15.0  # a disconnected presenter keeps the role this long
     annotation_max_bytes: int = 16 * 1024
     chat_max_chars: int = 4000

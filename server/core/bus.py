@@ -2,8 +2,9 @@
 
 `InMemoryBus` is the embedded implementation (one process); the Redis implementation of the
 scale-out issue sits behind the same Protocol. Messages are dicts:
-  {"origin": instance id, "kind": "event" | "ephemeral", "frame": JSON text, ...}
-Sequenced events also carry "seq" so a receiver can detect gaps and catch up from the log.
+  {"origin": instance id, "kind": "event" | "ephemeral" | "op" | "reply" | "leader", "frame": JSON text, ...}
+Sequenced events also carry "seq" so a receiver can detect gaps and catch up from the log. "op",
+"reply" and "leader" carry a room's ops to the instance that leads it (rooms/forwarding.py).
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ class EventBus(Protocol):
         """Publish this instance's online users of a room (valid for ttl_s) and return those of the
         other live instances (None when unknown, e.g. the broker is away)."""
         ...
+
+    async def claim_leadership(self, room_id: str, ttl_s: float) -> str | None:
+        """Become (or stay, renewing for ttl_s) the instance that decides a room's ops, unless another
+        live instance is; returns the leader's instance id (None when unknown: the broker is away)."""
+        ...
+
+    async def release_leadership(self, room_id: str) -> None: ...
 
 
 class InMemoryBus:
@@ -86,3 +94,9 @@ class InMemoryBus:
 
     async def share_presence(self, room_id: str, local: dict[str, Any], ttl_s: float) -> dict[str, Any] | None:
         return {}  # one process: nobody else
+
+    async def claim_leadership(self, room_id: str, ttl_s: float) -> str | None:
+        return self.instance_id
+
+    async def release_leadership(self, room_id: str) -> None:
+        return None

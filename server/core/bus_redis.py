@@ -26,14 +26,63 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from server.core.bus import BusHandler
+from server.core.redis_pipe import RedisPipe
 
 log = logging.getLogger("trinity.bus")
 STREAM_MAXLEN = 10_000
 BLOCK_MS = 1000
 
 
+# Leadership of a room (rooms/forwarding.py): a key holding the leader's instance id, with a TTL the
+# leader keeps renewing. Claiming and releasing are scripts, so a renewal never extends someone else's.
+_CLAIM = """
+local current = redis.call('GET', KEYS[1])
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+if current == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return current
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
 def stream_key(room_id: str) -> str:
     return f"trinity:room:{room_id}:bus"
+
+
+def leader_key(room_id: str) -> str:
+    return f"trinity:room:{room_id}:leader"
+
+
+def encode(message: dict[str, Any]) -> dict[Any, Any]:
+    """Stream fields: origin and kind apart, so a reader skips its own messages without decoding any
+    JSON, and the frame as it is (not escaped inside another JSON document)."""
+    fields: dict[Any, Any] = {"o": message.get("origin", ""), "k": message["kind"]}
+    if "frame" in message:
+        fields["f"] = message["frame"]
+    rest = {k: v for k, v in message.items() if k not in ("origin", "kind", "frame")}
+    if rest:
+        fields["m"] = orjson.dumps(rest)
+    return fields
+
+
+def _flat(fields: dict[Any, Any]) -> list[Any]:
+    return [item for pair in fields.items() for item in pair]
+
+
+def decode(fields: dict[bytes, bytes]) -> dict[str, Any]:
+    if b"k" not in fields:  # written by a version before the split fields
+        return dict(orjson.loads(fields[b"m"]))
+    message: dict[str, Any] = orjson.loads(fields[b"m"]) if b"m" in fields else {}
+    message["origin"] = fields[b"o"].decode()
+    message["kind"] = fields[b"k"].decode()
+    if b"f" in fields:
+        message["frame"] = fields[b"f"].decode()
+    return message
 
 
 class RedisBus:
@@ -41,6 +90,7 @@ class RedisBus:
 
     def __init__(self, url: str, instance_id: str) -> None:
         self.instance_id = instance_id
+        self._origin = instance_id.encode()
         self._url = url
         self._redis: aioredis.Redis | None = None
         self._reader_redis: aioredis.Redis | None = None
@@ -51,6 +101,9 @@ class RedisBus:
         self._changed = asyncio.Event()
         self._outbox: list[tuple[str, dict[str, Any]]] = []  # publish_nowait's, written by one task
         self._outbox_task: asyncio.Task[None] | None = None
+        # The outbox's writes and the reader's XREADs: the hot paths (core/redis_pipe.py says why).
+        self._pipe = RedisPipe(url)
+        self._read_pipe = RedisPipe(url, timeout_s=BLOCK_MS / 1000 + 3)
         self.on_reconnect: list[Callable[[], None]] = []
 
     async def start(self) -> None:
@@ -68,6 +121,8 @@ class RedisBus:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
+        self._pipe.close()
+        self._read_pipe.close()
         for client in (self._redis, self._reader_redis):
             if client is not None:
                 await client.aclose()
@@ -87,9 +142,7 @@ class RedisBus:
         if not self._redis:
             return
         try:
-            await self._redis.xadd(
-                stream_key(room_id), {"m": orjson.dumps(message)}, maxlen=STREAM_MAXLEN, approximate=True
-            )
+            await self._redis.xadd(stream_key(room_id), encode(message), maxlen=STREAM_MAXLEN, approximate=True)
             self._ready = True
         except RedisError as exc:
             if self._ready:
@@ -105,8 +158,7 @@ class RedisBus:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for message in messages:
-                    fields: dict[Any, Any] = {"m": orjson.dumps(message)}
-                    pipe.xadd(stream_key(room_id), fields, maxlen=STREAM_MAXLEN, approximate=True)
+                    pipe.xadd(stream_key(room_id), encode(message), maxlen=STREAM_MAXLEN, approximate=True)
                 await pipe.execute()
             self._ready = True
         except RedisError as exc:
@@ -128,15 +180,17 @@ class RedisBus:
         while self._outbox:
             batch, self._outbox = self._outbox, []
             try:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    for room_id, message in batch:
-                        fields: dict[Any, Any] = {"m": orjson.dumps(message)}
-                        pipe.xadd(stream_key(room_id), fields, maxlen=STREAM_MAXLEN, approximate=True)
-                    await pipe.execute()
+                commands = [
+                    ("XADD", stream_key(room_id), "MAXLEN", "~", STREAM_MAXLEN, "*", *_flat(encode(message)))
+                    for room_id, message in batch
+                ]
+                await self._pipe.execute(commands)
                 self._ready = True
             except RedisError as exc:
                 if self._ready:
-                    log.warning("Redis publish failed; ephemeral frames for other instances dropped: %s", exc)
+                    # Events are stored: other instances catch up from the database (a gap, or a resync
+                    # once the bus is back). Ephemeral frames are lost, as they may be.
+                    log.warning("Redis publish failed; other instances catch up from the database: %s", exc)
                 self._ready = False
                 return
 
@@ -172,6 +226,20 @@ class RedisBus:
             with contextlib.suppress(RedisError):
                 await self._redis.hdel(key, *stale)
         return remote
+
+    async def claim_leadership(self, room_id: str, ttl_s: float) -> str | None:
+        if not self._redis:
+            return None
+        try:
+            leader = await self._redis.eval(_CLAIM, 1, leader_key(room_id), self.instance_id, int(ttl_s * 1000))
+        except RedisError:
+            return None
+        return leader.decode() if isinstance(leader, bytes) else str(leader)
+
+    async def release_leadership(self, room_id: str) -> None:
+        if self._redis:
+            with contextlib.suppress(RedisError):
+                await self._redis.eval(_RELEASE, 1, leader_key(room_id), self.instance_id)
 
     def subscribe(self, room_id: str, handler: BusHandler) -> None:
         if room_id not in self._handlers:
@@ -216,8 +284,9 @@ class RedisBus:
                     self._ready = True
                     for callback in list(self.on_reconnect):
                         callback()
-                streams = {stream_key(r): i for r, i in self._last_ids.items()}
-                replies: Any = await self._reader_redis.xread(streams, block=BLOCK_MS, count=500)  # type: ignore[arg-type]
+                keys = [stream_key(room) for room in self._last_ids]
+                command = ("XREAD", "COUNT", 500, "BLOCK", BLOCK_MS, "STREAMS", *keys, *self._last_ids.values())
+                (replies,) = await self._read_pipe.execute([command])  # [[key, [[id, [field, value, ...]]]]]
                 backoff = 0.1
             except asyncio.CancelledError:
                 raise
@@ -231,10 +300,13 @@ class RedisBus:
                 continue
             for key, entries in replies or []:
                 room_id = key.decode().split(":")[2]
-                for entry_id, fields in entries:
+                for entry_id, flat in entries:
+                    fields = dict(zip(flat[::2], flat[1::2], strict=True))
                     if room_id in self._last_ids:
                         self._last_ids[room_id] = entry_id.decode()
-                    message = orjson.loads(fields[b"m"])
+                    if fields.get(b"o") == self._origin:
+                        continue  # delivered locally when published
+                    message = decode(fields)
                     if message.get("origin") == self.instance_id:
                         continue  # delivered locally when published
                     for handler in list(self._handlers.get(room_id, ())):

@@ -33,7 +33,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 import redis
 from celery import Celery, Task, signals
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
@@ -43,7 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.core import worker_context
-from server.core.bus_redis import STREAM_MAXLEN, stream_key
+from server.core.bus_redis import STREAM_MAXLEN, encode, stream_key
 from server.core.db import Database
 from server.core.job_lease import JobLease, Superseded
 from server.core.job_store import (
@@ -167,7 +166,7 @@ def _announce(ctx: _Worker, record: JobRecord) -> None:
         return
     message = {"origin": ctx.name, "kind": "ephemeral", "frame": dumps(job_frame(record)), "user": None, "key": None}
     try:
-        ctx.redis.xadd(stream_key(record.room_id), {"m": orjson.dumps(message)}, maxlen=STREAM_MAXLEN, approximate=True)
+        ctx.redis.xadd(stream_key(record.room_id), encode(message), maxlen=STREAM_MAXLEN, approximate=True)
     except RedisError as exc:  # the frame is lost; the row has the state
         log.warning("could not publish job progress: %s", exc, extra={"room_id": record.room_id})
 

@@ -72,9 +72,7 @@ def _worker_main(
 
 
 class LocalJobRunner:
-    def __init__(
-        self, *, db: Database, publish: Publish, workers: int = 2, settings: Settings | None = None
-    ) -> None:
+    def __init__(self, *, db: Database, publish: Publish, workers: int = 2, settings: Settings | None = None) -> None:
         self.db = db
         # The worker process gets the app's settings (tests build them in code, not in the environment).
         self._settings_dump = settings.model_dump(mode="json") if settings else None

@@ -31,6 +31,11 @@ class Metrics:
             "Room log appends refused because another instance appended first (the ops are decided again)",
             registry=self.registry,
         )
+        self.ops_forwarded = Counter(
+            "trinity_room_ops_forwarded",
+            "Ops sent to the instance leading their room, to be decided there (rooms/forwarding.py)",
+            registry=self.registry,
+        )
         self.http_requests = Counter(
             "trinity_http_requests", "HTTP requests", ["method", "status"], registry=self.registry
         )

@@ -263,6 +263,7 @@ class RoomClient:
                         "type": "hello",
                         "protocol": PROTOCOL_VERSION,
                         "token": self._token_value(),
+                        "batch": True,  # several frames per message, newline-separated (protocol §1)
                     }
                     if self.epoch is not None:
                         hello["resume"] = {"epoch": self.epoch, "seq": self.state.seq}
@@ -272,7 +273,8 @@ class RoomClient:
                     helpers = [asyncio.create_task(self._pace(ws)), asyncio.create_task(self._retransmit())]
                     try:
                         async for raw in ws:
-                            self._handle(orjson.loads(raw))
+                            for text in raw.split("\n" if isinstance(raw, str) else b"\n"):  # type: ignore[arg-type]
+                                self._handle(orjson.loads(text))
                     finally:
                         for task in helpers:
                             task.cancel()

@@ -20,6 +20,8 @@ class Op:
     payload: dict[str, Any]
     received_s: float = field(default_factory=time.perf_counter)
     done: asyncio.Future[dict[str, Any]] | None = None  # for system ops awaited by REST
+    reply_to: str | None = None  # forwarded by this instance (rooms/forwarding.py), which awaits a reply
+    forwarded_s: float | None = None  # when this instance first forwarded it to a leader
 
 
 @dataclass
@@ -42,11 +44,18 @@ class Remote:
 
 
 @dataclass
+class Reply:
+    """The leader's answer to an op this instance forwarded: a rejection, or a duplicate's sequence."""
+
+    message: dict[str, Any]
+
+
+@dataclass
 class Resync:
     """Catch up from the log (the bus was away and may have missed events)."""
 
 
-Command = Op | Join | Leave | Remote | Resync
+Command = Op | Join | Leave | Remote | Reply | Resync
 
 
 @dataclass

@@ -37,6 +37,7 @@ class Connection:
         queue_max: int,
         stall_s: float = 10.0,
         on_slow: Callable[[], None] | None = None,
+        batch_max_bytes: int = 0,
     ) -> None:
         self.id = next(_ids)
         self.user_id = user_id
@@ -48,6 +49,7 @@ class Connection:
         self._queue_max = queue_max
         self._stall_s = stall_s
         self._on_slow = on_slow
+        self._batch_max_bytes = batch_max_bytes
         self._progress_s = time.monotonic()
         self._ordered: deque[str] = deque()
         self._latest: dict[Any, str] = {}
@@ -93,6 +95,30 @@ class Connection:
     def backlog(self) -> int:
         return len(self._ordered)
 
+    def _take_batch(self) -> str:
+        """Queued frames, oldest first, joined by newlines into one message of at most the batch size
+        (one frame alone may be larger). A message per frame cost a write and a wake-up per frame."""
+        parts = [self._ordered.popleft()]
+        size = len(parts[0])
+        while self._ordered and size + 1 + len(self._ordered[0]) <= self._batch_max_bytes:
+            text = self._ordered.popleft()
+            parts.append(text)
+            size += 1 + len(text)
+        return "\n".join(parts)
+
+    def _take_latest_batch(self) -> str:
+        parts: list[str] = []
+        size = 0
+        while self._latest:
+            key = next(iter(self._latest))
+            text = self._latest[key]
+            if parts and size + 1 + len(text) > self._batch_max_bytes:
+                break
+            del self._latest[key]
+            parts.append(text)
+            size += 1 + len(text)
+        return "\n".join(parts)
+
     async def run_sender(self) -> None:
         """Write queued frames to the socket until the connection is dropped or the socket fails."""
         try:
@@ -100,12 +126,17 @@ class Connection:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._ordered and not self.closed:
-                    await self._send_text(self._ordered[0])
-                    self._ordered.popleft()
+                    if self._batch_max_bytes and len(self._ordered) > 1:
+                        await self._send_text(self._take_batch())
+                    else:
+                        await self._send_text(self._ordered[0])
+                        self._ordered.popleft()
                     self._progress_s = time.monotonic()
                 while self._latest and not self.closed:
-                    key = next(iter(self._latest))
-                    await self._send_text(self._latest.pop(key))
+                    if self._batch_max_bytes and len(self._latest) > 1:
+                        await self._send_text(self._take_latest_batch())
+                    else:
+                        await self._send_text(self._latest.pop(next(iter(self._latest))))
                     if self._ordered:
                         break  # ordered frames first, then the rest of the latest slots
                 if self._ordered or self._latest:

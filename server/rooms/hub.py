@@ -21,8 +21,9 @@ import orjson
 from server.core.bus import EventBus
 from server.core.db import Database, now_ms
 from server.core.metrics import Metrics
-from server.rooms.commands import Command, Join, Leave, MemberInfo, Op, Remote, Resync
+from server.rooms.commands import Command, Join, Leave, MemberInfo, Op, Remote, Reply, Resync
 from server.rooms.connection import Connection
+from server.rooms.forwarding import Leadership
 from server.rooms.frames import dumps
 from server.rooms.locked_batch import LockedBatch
 from server.rooms.presence import RoomPresence
@@ -34,7 +35,9 @@ from server.settings import Settings
 log = logging.getLogger("trinity.rooms")
 
 RECENT_FRAMES = 2000
-CHECKPOINT_EVERY = 100  # stored events between two copies of the state (rollback replays up to this many)
+CHECKPOINT_EVERY = (
+    1000  # stored events between two copies of the state; a rollback (rare: a leader handover) replays up to this many
+)
 MAX_BATCH = 256
 
 
@@ -64,6 +67,8 @@ class RoomHub(RoomPresence):
         # instance rolls back to it instead of replaying the whole log. Only kept when other instances
         # write too (a shared bus): alone, nothing is ever rolled back, and copies cost collector time.
         self._keep_checkpoints = bus.shared
+        # Not leading a shared room on PostgreSQL (the bus is away, or an op without an id at a follower):
+        # decide under the room's row lock rather than race the leader.
         self._decide_locked = bus.shared and writer.locks_rooms
         self._checkpoint = RoomState()
         self._since_checkpoint: list[dict[str, Any]] = []
@@ -81,6 +86,7 @@ class RoomHub(RoomPresence):
         self._task: asyncio.Task[None] | None = None
         self._timers: dict[Any, asyncio.TimerHandle] = {}
         self._pending_ephemeral: dict[Any, tuple[dict[str, Any], Any, Connection]] = {}
+        self.leadership = Leadership(self, settings.room_lease_s)
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def load(self, members: list[MemberInfo]) -> None:
@@ -88,6 +94,7 @@ class RoomHub(RoomPresence):
         self.members = {m.user_id: m for m in members}
         self._roles = None
         self.bus.subscribe(self.room_id, self._on_bus)
+        await self.leadership.start()
         self._task = asyncio.create_task(self._run(), name=f"room-{self.room_id}")
         self._heartbeat = asyncio.create_task(self.presence_heartbeat(), name=f"presence-{self.room_id}")
 
@@ -154,6 +161,7 @@ class RoomHub(RoomPresence):
 
     async def close(self) -> None:
         self.bus.unsubscribe(self.room_id, self._on_bus)
+        await self.leadership.close()
         for timer in self._timers.values():
             timer.cancel()
         if self._heartbeat:
@@ -217,7 +225,9 @@ class RoomHub(RoomPresence):
         deferred: list[Op] = []  # decided under the room's row lock (several instances on PostgreSQL)
         for command in batch:
             if isinstance(command, Op):
-                if self._decide_locked:
+                if self.leadership.forward(command):
+                    continue  # another instance leads the room: it decides, the event comes back
+                if self._decide_locked and not self.leadership.leading:
                     deferred.append(command)
                 else:
                     self._decide(command, pending)
@@ -231,6 +241,8 @@ class RoomHub(RoomPresence):
                 self._leave(command.conn)
             elif isinstance(command, Remote):
                 await self._apply_remote(command.frame)
+            elif isinstance(command, Reply):
+                await self.leadership.answer(command.message)
             else:
                 await self._catch_up()
         await self._flush(pending)
@@ -319,21 +331,19 @@ class RoomHub(RoomPresence):
     async def _publish_stored(
         self, pending: list[tuple[Op, dict[str, Any] | None, int | None]], events: list[dict[str, Any]]
     ) -> None:
-        # Deliver and acknowledge the whole batch locally first, then hand it to the bus in one call
-        # (one pipelined round trip to Redis instead of one wait per event).
+        # Deliver and acknowledge locally, and hand each event to the bus without waiting: it goes out
+        # in order with the next pipelined write to Redis, while the actor goes on with the next batch.
         self._stored(*events)
-        outgoing: list[dict[str, Any]] = []
         for op, event, seen in pending:
             if event is not None:
                 frame = dumps({"type": "event", **event})
                 self._deliver(event, frame)
-                outgoing.append({"origin": self.bus.instance_id, "kind": "event", "seq": event["seq"], "frame": frame})
+                message = {"origin": self.bus.instance_id, "kind": "event", "seq": event["seq"], "frame": frame}
+                self.bus.publish_nowait(self.room_id, message)
                 seq = event["seq"]
             else:
                 seq = seen
             self._ack(op, seq, duplicate=event is None)
-        if outgoing:
-            await self.bus.publish_many(self.room_id, outgoing)
 
     def _after_event(self, event: dict[str, Any]) -> None:
         if event["kind"] == "room.archived":
@@ -341,8 +351,12 @@ class RoomHub(RoomPresence):
                 conn.role = "observer"
         if event["kind"] == "presenter.changed" and event["data"]["presenter"] is None:
             self.camera = None
+        if self.leadership.forwarded:
+            self.leadership.settle(event)
 
     def _ack(self, op: Op, seq: int | None, *, duplicate: bool) -> None:
+        if op.reply_to is not None and duplicate:
+            self.leadership.reply(op, seq=seq)  # a new op's event answers by itself
         if op.done is not None and not op.done.done():
             op.done.set_result({"seq": seq})
         if op.conn is None:
@@ -357,25 +371,28 @@ class RoomHub(RoomPresence):
         if op.done is not None and not op.done.done():
             op.done.set_exception(rejection)
         self.metrics.errors.labels(code=str(rejection.code)).inc()
+        if op.reply_to is not None:
+            self.leadership.reply(op, error=rejection.to_frame())
         if op.conn is not None:
             op.conn.push(dumps(rejection.to_frame(op.op_id)))
 
     # ---- bus ------------------------------------------------------------------------------------
     def _on_bus(self, message: dict[str, Any]) -> None:
-        frame = message["frame"]
-        if message["kind"] == "event":
+        kind = message["kind"]
+        if kind == "event":
             if message.get("origin") != self.bus.instance_id:
-                self.inbox.put_nowait(Remote(frame))  # our own events were delivered when stored
+                self.inbox.put_nowait(Remote(message["frame"]))  # our own events were delivered when stored
             return
-        else:
-            key = message.get("key")
-            sender = message.get("user")
-            targets = [c for c in self.connections.values() if c.user_id != sender]
-            for conn in targets:
-                if key is None:
-                    conn.push(frame)
-                else:
-                    conn.push_latest(key, frame)
+        if kind != "ephemeral":
+            self.leadership.on_message(message)  # op, reply or leader: rooms/forwarding.py
+            return
+        frame, key, sender = message["frame"], message.get("key"), message.get("user")
+        targets = [c for c in self.connections.values() if c.user_id != sender]
+        for conn in targets:
+            if key is None:
+                conn.push(frame)
+            else:
+                conn.push_latest(key, frame)
         self.metrics.messages_out.inc(len(targets))
 
     def publish_ephemeral_nowait(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:

@@ -119,6 +119,7 @@ async def room_socket(websocket: WebSocket, room_id: str) -> None:
         queue_max=settings.ws_send_queue_max,
         stall_s=settings.ws_send_stall_s,
         on_slow=app.state.metrics.slow_dropped.inc,
+        batch_max_bytes=settings.ws_batch_max_bytes if hello.get("batch") is True else 0,
     )
     sender = asyncio.create_task(conn.run_sender())
     resume = hello.get("resume") if isinstance(hello.get("resume"), dict) else None

@@ -27,7 +27,7 @@ import pytest
 import redis
 from celery import Celery
 
-from server.core.bus_redis import RedisBus, stream_key
+from server.core.bus_redis import RedisBus, decode, stream_key
 from server.core.celery_runner import make_celery_runner
 from server.core.db import Database
 from server.core.job_lease import JobLease
@@ -387,7 +387,7 @@ async def test_retries_with_backoff_and_time_limits_through_the_runner(stack: St
         assert timed_out.state == "failed" and timed_out.error == "timed out after 1 s"
         # What the worker published into the room: bus messages on the room's Redis stream.
         entries = redis.Redis.from_url(REDIS_URL).xrange(stream_key(room))
-        messages = [orjson.loads(fields[b"m"]) for _, fields in entries]
+        messages = [decode(fields) for _, fields in entries]
         assert all(m["kind"] == "ephemeral" and m["user"] is None and m["key"] is None for m in messages)
         published = [orjson.loads(m["frame"]) for m in messages]
         states = [state for state, _ in itertools.groupby(f["state"] for f in published if f["id"] == recovers.id)]

@@ -196,3 +196,34 @@ async def test_postgres_decides_a_stale_room_again_under_its_row_lock(world_pg: 
     assert log.head(rooms[0])[1] == 3 and log.head(rooms[1])[1] == 2
     await appender.close()
     db.close()
+
+
+async def test_postgres_optimistic_appends_of_many_rooms_go_in_one_statement(world_pg: World) -> None:
+    """The leader's path: every room of the batch in one statement; a stale room writes nothing and is
+    returned as a conflict, the others are stored whole, and a reused op id fails the statement."""
+    from server.rooms.store_pg import AsyncPgAppender, postgres_dsn
+
+    rooms = [create_room(world_pg) for _ in range(3)]
+    db = Database(world_pg.settings)
+    log = RoomLog(db.engine)
+    log.append(rooms[1], 0, [event(1, "another instance's")])
+    dsn = postgres_dsn(db.url)
+    assert dsn
+    appender = AsyncPgAppender(dsn)
+    batch = [
+        (rooms[0], 0, [event(1, "a1", "op-a1"), event(2, "a2")]),
+        (rooms[1], 0, [event(1, "stale")]),
+        (rooms[2], 0, [event(1, "c1", "op-c1")]),
+    ]
+    assert await appender.append_many(batch) == {rooms[1]}
+    assert [e["data"]["text"] for e in log.events_after(rooms[0], 0)] == ["a1", "a2"]
+    assert [e["data"]["text"] for e in log.events_after(rooms[1], 0)] == ["another instance's"]
+    assert [(e["seq"], e["op_id"]) for e in log.events_after(rooms[2], 0)] == [(1, "op-c1")]
+    assert [log.head(room)[1] for room in rooms] == [2, 1, 1]
+    with pytest.raises(Exception, match="ux_room_events_op"):
+        await appender.append_many([(rooms[0], 2, [event(3, "again")]), (rooms[2], 1, [event(2, "c", "op-c1")])])
+    assert [log.head(room)[1] for room in rooms] == [2, 1, 1]  # the failed statement moved nothing
+    assert await appender.append_many([(rooms[0], 2, [event(3, "after the failure")])]) == set()
+    assert log.events_after(rooms[0], 2)[0]["data"]["text"] == "after the failure"
+    await appender.close()
+    db.close()

@@ -166,20 +166,24 @@ export class RoomSocket extends Emitter<SocketEvents> {
     this.ws = ws;
     this.lastRx = Date.now();
     ws.onopen = () => {
-      const hello: Record<string, unknown> = { type: "hello", protocol: PROTOCOL_VERSION, token };
+      // batch: the server may put several frames in one message, newline-separated (protocol §1).
+      const hello: Record<string, unknown> = { type: "hello", protocol: PROTOCOL_VERSION, token, batch: true };
       if (this.epoch !== null) hello.resume = { epoch: this.epoch, seq: this.state.seq };
       ws.send(JSON.stringify(hello));
     };
     ws.onmessage = (msg) => {
       if (this.ws !== ws) return;
       this.lastRx = Date.now();
-      let frame: ServerFrame;
-      try {
-        frame = JSON.parse(String(msg.data)) as ServerFrame;
-      } catch {
-        return;
+      for (const text of String(msg.data).split("\n")) {
+        let frame: ServerFrame;
+        try {
+          frame = JSON.parse(text) as ServerFrame;
+        } catch {
+          continue;
+        }
+        this.handle(frame);
+        if (this.ws !== ws) return; // a frame closed this socket (e.g. a fatal error)
       }
-      this.handle(frame);
     };
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;
