@@ -173,18 +173,29 @@ class RedisBus:
             return
         self._outbox.append((room_id, message))
         if self._outbox_task is None or self._outbox_task.done():
-            self._outbox_task = asyncio.get_running_loop().create_task(self._flush_outbox())
+            sent = 0
+            if self._pipe.connected:  # nothing in flight: write now, collect the reply in the task
+                sent = len(self._outbox)
+                self._pipe.send(self._xadds())
+            self._outbox_task = asyncio.get_running_loop().create_task(self._flush_outbox(sent))
 
-    async def _flush_outbox(self) -> None:
-        """Everything published without waiting since the last flush, in one pipelined round trip."""
-        while self._outbox:
-            batch, self._outbox = self._outbox, []
+    def _xadds(self) -> list[tuple[Any, ...]]:
+        batch, self._outbox = self._outbox, []
+        return [
+            ("XADD", stream_key(room_id), "MAXLEN", "~", STREAM_MAXLEN, "*", *_flat(encode(message)))
+            for room_id, message in batch
+        ]
+
+    async def _flush_outbox(self, sent: int = 0) -> None:
+        """Collect the replies of what was sent, then write what was published meanwhile in one
+        pipelined round trip, until nothing is left."""
+        while sent or self._outbox:
             try:
-                commands = [
-                    ("XADD", stream_key(room_id), "MAXLEN", "~", STREAM_MAXLEN, "*", *_flat(encode(message)))
-                    for room_id, message in batch
-                ]
-                await self._pipe.execute(commands)
+                if sent:
+                    await self._pipe.receive(sent)
+                    sent = 0
+                if self._outbox:
+                    await self._pipe.execute(self._xadds())
                 self._ready = True
             except RedisError as exc:
                 if self._ready:

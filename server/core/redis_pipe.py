@@ -33,13 +33,30 @@ class RedisPipe:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
+
+    def send(self, commands: list[tuple[Any, ...]]) -> None:
+        """Write now, without waiting (the caller then awaits `receive(len(commands))`); only while
+        `connected`. Saves the publisher a trip around the event loop before its bytes leave."""
+        assert self._writer is not None, "send() needs a connection"
+        self._writer.write(b"".join(hiredis.pack_command(command) for command in commands))
+
+    async def receive(self, count: int) -> list[Any]:
+        """The replies of `count` commands already sent; raises like `execute`."""
+        return await self._guarded(self._replies(count))
+
     async def execute(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         """Send every command, then read as many replies; a connection problem or an error reply raises
         (redis-py's exception types, so callers handle both paths alike)."""
         if not commands:
             return []
+        return await self._guarded(self._roundtrip(commands))
+
+    async def _guarded(self, exchange: Any) -> list[Any]:
         try:
-            return await asyncio.wait_for(self._roundtrip(commands), self._timeout_s)
+            return await asyncio.wait_for(exchange, self._timeout_s)
         except ResponseError:
             raise  # every reply was read: the connection is still in step
         except (OSError, EOFError, TimeoutError) as exc:
@@ -50,11 +67,14 @@ class RedisPipe:
             raise
 
     async def _roundtrip(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        if self._writer is None:
+        if not self.connected:
             await self._connect()
-        assert self._reader is not None and self._writer is not None
-        self._writer.write(b"".join(hiredis.pack_command(command) for command in commands))
-        replies = await self._read(self._reader, len(commands))
+        self.send(commands)
+        return await self._replies(len(commands))
+
+    async def _replies(self, count: int) -> list[Any]:
+        assert self._reader is not None
+        replies = await self._read(self._reader, count)
         for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 raise ResponseError(str(reply))

@@ -87,6 +87,7 @@ class RoomHub(RoomPresence):
         self._timers: dict[Any, asyncio.TimerHandle] = {}
         self._pending_ephemeral: dict[Any, tuple[dict[str, Any], Any, Connection]] = {}
         self.leadership = Leadership(self, settings.room_lease_s)
+        self._busy = False  # the actor is carrying out a batch
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def load(self, members: list[MemberInfo]) -> None:
@@ -173,7 +174,14 @@ class RoomHub(RoomPresence):
 
     # ---- entry points (called by the WebSocket edge and REST) ------------------------------------
     def submit(self, conn: Connection, op_id: str, kind: str, payload: dict[str, Any]) -> None:
-        self.inbox.put_nowait(Op(conn, conn.actor, op_id, kind, payload))
+        op = Op(conn, conn.actor, op_id, kind, payload)
+        if self._idle() and self.leadership.forward(op):
+            return  # straight to the leader: nothing queued here that it could overtake
+        self.inbox.put_nowait(op)
+
+    def _idle(self) -> bool:
+        """The actor is waiting for work: a command may be carried out right away, in its place."""
+        return not self._busy and self.inbox.empty()
 
     def _system_op(self, kind: str) -> Op:
         return Op(None, Actor(SYSTEM_USER, "system"), None, kind, {})
@@ -212,6 +220,7 @@ class RoomHub(RoomPresence):
             batch = [await self.inbox.get()]
             while not self.inbox.empty() and len(batch) < MAX_BATCH:
                 batch.append(self.inbox.get_nowait())
+            self._busy = True
             try:
                 await self._process(batch)
             except asyncio.CancelledError:
@@ -219,6 +228,8 @@ class RoomHub(RoomPresence):
             except Exception:
                 log.exception("room actor failed on a batch", extra={"room_id": self.room_id})
                 await self._reload()
+            finally:
+                self._busy = False
 
     async def _process(self, batch: list[Command]) -> None:
         pending: list[tuple[Op, dict[str, Any] | None, int | None]] = []
@@ -249,16 +260,21 @@ class RoomHub(RoomPresence):
         await self._flush_locked(deferred)
 
     async def _apply_remote(self, frame: str) -> None:
+        if not self._apply_next_remote(frame):
+            await self._catch_up()  # a gap: the log has everything, in order
+
+    def _apply_next_remote(self, frame: str) -> bool:
+        """Apply and deliver another instance's event if it is the next one (or one we have); False on
+        a gap, which needs the log."""
         event = orjson.loads(frame)
         event.pop("type", None)
-        if event["seq"] <= self.state.seq:
-            return  # already have it (we caught up from the log first)
+        if event["seq"] > self.state.seq + 1:
+            return False
         if event["seq"] == self.state.seq + 1:
             evolve(self.state, event)
             self._stored(event)
             self._deliver(event, frame)
-        else:
-            await self._catch_up()  # a gap: the log has everything, in order
+        return True  # older ones: already have it (we caught up from the log first)
 
     def _decide(self, op: Op, pending: list[tuple[Op, dict[str, Any] | None, int | None]]) -> None:
         if op.op_id is not None:
@@ -380,21 +396,12 @@ class RoomHub(RoomPresence):
     def _on_bus(self, message: dict[str, Any]) -> None:
         kind = message["kind"]
         if kind == "event":
-            if message.get("origin") != self.bus.instance_id:
-                self.inbox.put_nowait(Remote(message["frame"]))  # our own events were delivered when stored
+            if message.get("origin") == self.bus.instance_id:
+                return  # our own events were delivered when stored
+            if not (self._idle() and self._apply_next_remote(message["frame"])):
+                self.inbox.put_nowait(Remote(message["frame"]))
             return
-        if kind != "ephemeral":
+        if kind == "ephemeral":
+            self.fan_out_ephemeral(message)  # rooms/presence.py
+        else:
             self.leadership.on_message(message)  # op, reply or leader: rooms/forwarding.py
-            return
-        frame, key, sender = message["frame"], message.get("key"), message.get("user")
-        targets = [c for c in self.connections.values() if c.user_id != sender]
-        for conn in targets:
-            if key is None:
-                conn.push(frame)
-            else:
-                conn.push_latest(key, frame)
-        self.metrics.messages_out.inc(len(targets))
-
-    def publish_ephemeral_nowait(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:
-        message = {"origin": self.bus.instance_id, "kind": "ephemeral", "frame": dumps(frame), "user": user, "key": key}
-        self.bus.publish_nowait(self.room_id, message)

@@ -44,6 +44,22 @@ class RoomPresence:
     remote_presence: dict[str, dict[str, Any]]
     _pending_ephemeral: dict[Any, tuple[dict[str, Any], Any, Connection]]
 
+    def fan_out_ephemeral(self, message: dict[str, Any]) -> None:
+        """An ephemeral bus message (pointer, camera, presence, job progress) to this instance's clients,
+        except its sender; keyed ones only as their latest value."""
+        frame, key, sender = message["frame"], message.get("key"), message.get("user")
+        targets = [c for c in self.connections.values() if c.user_id != sender]
+        for conn in targets:
+            if key is None:
+                conn.push(frame)
+            else:
+                conn.push_latest(key, frame)
+        self.metrics.messages_out.inc(len(targets))
+
+    def publish_ephemeral_nowait(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:
+        message = {"origin": self.bus.instance_id, "kind": "ephemeral", "frame": dumps(frame), "user": user, "key": key}
+        self.bus.publish_nowait(self.room_id, message)
+
     @property
     def online_users(self) -> set[str]:
         """Users connected to this instance."""
@@ -77,9 +93,6 @@ class RoomPresence:
     def _presence_frame(self, user_id: str, status: str) -> dict[str, Any]:
         name = self.members[user_id].display_name if user_id in self.members else user_id
         return {"type": "presence", "user": user_id, "status": status, "color": user_color(user_id), "name": name}
-
-    def publish_ephemeral_nowait(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:
-        raise NotImplementedError
 
     def _system_op(self, kind: str) -> Op:
         raise NotImplementedError
