@@ -36,6 +36,7 @@ class Leadership:
         self.forwarded: dict[tuple[str, str], tuple[Op, float]] = {}  # (user, op id) -> op, last sent
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     @property
     def leading(self) -> bool:
@@ -51,9 +52,11 @@ class Leadership:
     async def close(self) -> None:
         if self._task is None:
             return
+        # Python 3.11's wait_for can swallow a cancellation that races its timeout: the loop also stops
+        # on the flag, and close never waits on the task for longer than one renewal.
+        self._closed = True
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await asyncio.wait({self._task}, timeout=self.lease_s / 3 + 1)
         if self.leader == self.me:
             await self.bus.release_leadership(self.hub.room_id)
             self._send({"kind": "leader", "leader": None})  # the others claim it now, not at their next renewal
@@ -133,7 +136,7 @@ class Leadership:
 
     # ---- the lease ------------------------------------------------------------------------------
     async def _keep(self) -> None:
-        while True:
+        while not self._closed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.lease_s / 3)
             self._wake.clear()

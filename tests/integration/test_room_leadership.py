@@ -94,8 +94,8 @@ async def instances(world: World, **overrides: Any) -> AsyncIterator[tuple[Insta
     try:
         yield pair
     finally:
-        for instance in pair:
-            await instance.close()
+        for instance in pair:  # bounded: a shutdown that hangs fails the test instead of stalling the suite
+            await asyncio.wait_for(instance.close(), 10)
 
 
 async def joined(hub: RoomHub, world: World, name: str) -> Client:
