@@ -16,6 +16,11 @@ from typing import Any, Protocol
 BusHandler = Callable[[dict[str, Any]], None]
 
 
+def ephemeral_message(origin: str, frame: str, *, user: str | None = None, key: Any = None) -> dict[str, Any]:
+    """A frame for a room's clients that is not stored: to all but `user`, only the latest per `key`."""
+    return {"origin": origin, "kind": "ephemeral", "frame": frame, "user": user, "key": key}
+
+
 class EventBus(Protocol):
     instance_id: str
     shared: bool  # other instances publish into the same rooms
@@ -26,14 +31,14 @@ class EventBus(Protocol):
 
     async def publish(self, room_id: str, message: dict[str, Any]) -> None: ...
 
-    async def publish_many(self, room_id: str, messages: list[dict[str, Any]]) -> None: ...
-
     def publish_nowait(self, room_id: str, message: dict[str, Any]) -> None:
         """Deliver to this instance's subscribers now and to the others soon, without waiting: for
         ephemeral frames (pointers, presence), where a task per frame would cost more than the frame."""
         ...
 
-    def subscribe(self, room_id: str, handler: BusHandler) -> None: ...
+    async def subscribe(self, room_id: str, handler: BusHandler) -> None:
+        """Deliver the room's messages published from now on to `handler`."""
+        ...
 
     def unsubscribe(self, room_id: str, handler: BusHandler) -> None: ...
 
@@ -71,15 +76,11 @@ class InMemoryBus:
         for handler in list(self._handlers.get(room_id, ())):
             handler(message)
 
-    async def publish_many(self, room_id: str, messages: list[dict[str, Any]]) -> None:
-        for message in messages:
-            await self.publish(room_id, message)
-
     def publish_nowait(self, room_id: str, message: dict[str, Any]) -> None:
         for handler in list(self._handlers.get(room_id, ())):
             handler(message)
 
-    def subscribe(self, room_id: str, handler: BusHandler) -> None:
+    async def subscribe(self, room_id: str, handler: BusHandler) -> None:
         self._handlers[room_id].append(handler)
 
     def unsubscribe(self, room_id: str, handler: BusHandler) -> None:

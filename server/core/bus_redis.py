@@ -149,23 +149,6 @@ class RedisBus:
                 log.warning("Redis publish failed; other instances will catch up from the database: %s", exc)
             self._ready = False
 
-    async def publish_many(self, room_id: str, messages: list[dict[str, Any]]) -> None:
-        for message in messages:
-            for handler in list(self._handlers.get(room_id, ())):
-                handler(message)
-        if not self._redis or not messages:
-            return
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for message in messages:
-                    pipe.xadd(stream_key(room_id), encode(message), maxlen=STREAM_MAXLEN, approximate=True)
-                await pipe.execute()
-            self._ready = True
-        except RedisError as exc:
-            if self._ready:
-                log.warning("Redis publish failed; other instances will catch up from the database: %s", exc)
-            self._ready = False
-
     def publish_nowait(self, room_id: str, message: dict[str, Any]) -> None:
         for handler in list(self._handlers.get(room_id, ())):
             handler(message)
@@ -252,11 +235,21 @@ class RedisBus:
             with contextlib.suppress(RedisError):
                 await self._redis.eval(_RELEASE, 1, leader_key(room_id), self.instance_id)
 
-    def subscribe(self, room_id: str, handler: BusHandler) -> None:
-        if room_id not in self._handlers:
-            self._last_ids[room_id] = "$"  # only what is published from now on; history is in the database
-            self._changed.set()
+    async def subscribe(self, room_id: str, handler: BusHandler) -> None:
+        new = room_id not in self._handlers
         self._handlers[room_id].append(handler)
+        if not new:
+            return
+        # Only what is published from now on (history is in the database), from the stream's tail as of
+        # this call: resolved here, not later by the reader, so nothing published once this returns is
+        # missed (a forwarded op has no sequence number that would reveal the gap).
+        self._last_ids[room_id] = "$"
+        if self._redis is not None:
+            with contextlib.suppress(RedisError, OSError):
+                tail = await self._tail_id(self._redis, room_id)
+                if self._last_ids.get(room_id) == "$":
+                    self._last_ids[room_id] = tail
+        self._changed.set()
 
     def unsubscribe(self, room_id: str, handler: BusHandler) -> None:
         handlers = self._handlers.get(room_id)
@@ -272,12 +265,14 @@ class RedisBus:
         assert self._reader_redis is not None
         for room_id, last in list(self._last_ids.items()):
             if last == "$":
-                info = (
-                    await self._reader_redis.xinfo_stream(stream_key(room_id))
-                    if await self._reader_redis.exists(stream_key(room_id))
-                    else None
-                )
-                self._last_ids[room_id] = info["last-generated-id"].decode() if info else "0-0"
+                self._last_ids[room_id] = await self._tail_id(self._reader_redis, room_id)
+
+    @staticmethod
+    async def _tail_id(client: aioredis.Redis, room_id: str) -> str:
+        if not await client.exists(stream_key(room_id)):
+            return "0-0"
+        info = await client.xinfo_stream(stream_key(room_id))
+        return str(info["last-generated-id"].decode())
 
     async def _read_loop(self) -> None:
         assert self._reader_redis is not None
@@ -318,8 +313,6 @@ class RedisBus:
                     if fields.get(b"o") == self._origin:
                         continue  # delivered locally when published
                     message = decode(fields)
-                    if message.get("origin") == self.instance_id:
-                        continue  # delivered locally when published
                     for handler in list(self._handlers.get(room_id, ())):
                         try:
                             handler(message)

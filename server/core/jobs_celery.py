@@ -42,6 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server.core import worker_context
+from server.core.bus import ephemeral_message
 from server.core.bus_redis import STREAM_MAXLEN, encode, stream_key
 from server.core.db import Database
 from server.core.job_lease import JobLease, Superseded
@@ -164,7 +165,7 @@ def _announce(ctx: _Worker, record: JobRecord) -> None:
     """The job frame into the room, as `Hubs.publish` would: a bus message on the room's stream."""
     if not record.room_id:
         return
-    message = {"origin": ctx.name, "kind": "ephemeral", "frame": dumps(job_frame(record)), "user": None, "key": None}
+    message = ephemeral_message(ctx.name, dumps(job_frame(record)))
     try:
         ctx.redis.xadd(stream_key(record.room_id), encode(message), maxlen=STREAM_MAXLEN, approximate=True)
     except RedisError as exc:  # the frame is lost; the row has the state

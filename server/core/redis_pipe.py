@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Coroutine
 from typing import Any
 
 import hiredis
@@ -54,9 +55,12 @@ class RedisPipe:
             return []
         return await self._guarded(self._roundtrip(commands))
 
-    async def _guarded(self, exchange: Any) -> list[Any]:
+    async def _guarded(self, exchange: Coroutine[Any, Any, list[Any]]) -> list[Any]:
         try:
-            return await asyncio.wait_for(exchange, self._timeout_s)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as
+            # the reply does, and the bus reader, cancelled at shutdown, then blocked for good.
+            async with asyncio.timeout(self._timeout_s):
+                return await exchange
         except ResponseError:
             raise  # every reply was read: the connection is still in step
         except (OSError, EOFError, TimeoutError) as exc:

@@ -95,27 +95,26 @@ class Connection:
     def backlog(self) -> int:
         return len(self._ordered)
 
-    def _take_batch(self) -> str:
-        """Queued frames, oldest first, joined by newlines into one message of at most the batch size
-        (one frame alone may be larger). A message per frame cost a write and a wake-up per frame."""
-        parts = [self._ordered.popleft()]
-        size = len(parts[0])
-        while self._ordered and size + 1 + len(self._ordered[0]) <= self._batch_max_bytes:
-            text = self._ordered.popleft()
-            parts.append(text)
-            size += 1 + len(text)
-        return "\n".join(parts)
+    def _next_ordered(self) -> str | None:
+        return self._ordered[0] if self._ordered else None
 
-    def _take_latest_batch(self) -> str:
-        parts: list[str] = []
-        size = 0
-        while self._latest:
-            key = next(iter(self._latest))
-            text = self._latest[key]
-            if parts and size + 1 + len(text) > self._batch_max_bytes:
-                break
-            del self._latest[key]
-            parts.append(text)
+    def _pop_ordered(self) -> str:
+        return self._ordered.popleft()
+
+    def _next_latest(self) -> str | None:
+        return next(iter(self._latest.values()), None)
+
+    def _pop_latest(self) -> str:
+        return self._latest.pop(next(iter(self._latest)))
+
+    def _take(self, peek: Callable[[], str | None], pop: Callable[[], str]) -> str:
+        """The next frame, and for a client that asked for batches the ones after it that fit, joined by
+        newlines into one message of at most the batch size (one frame alone may be larger). A message
+        per frame cost a write and a wake-up per frame."""
+        parts = [pop()]
+        size = len(parts[0])
+        while (text := peek()) is not None and size + 1 + len(text) <= self._batch_max_bytes:
+            parts.append(pop())
             size += 1 + len(text)
         return "\n".join(parts)
 
@@ -126,17 +125,10 @@ class Connection:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._ordered and not self.closed:
-                    if self._batch_max_bytes and len(self._ordered) > 1:
-                        await self._send_text(self._take_batch())
-                    else:
-                        await self._send_text(self._ordered[0])
-                        self._ordered.popleft()
+                    await self._send_text(self._take(self._next_ordered, self._pop_ordered))
                     self._progress_s = time.monotonic()
                 while self._latest and not self.closed:
-                    if self._batch_max_bytes and len(self._latest) > 1:
-                        await self._send_text(self._take_latest_batch())
-                    else:
-                        await self._send_text(self._latest.pop(next(iter(self._latest))))
+                    await self._send_text(self._take(self._next_latest, self._pop_latest))
                     if self._ordered:
                         break  # ordered frames first, then the rest of the latest slots
                 if self._ordered or self._latest:

@@ -36,7 +36,6 @@ class Leadership:
         self.forwarded: dict[tuple[str, str], tuple[Op, float]] = {}  # (user, op id) -> op, last sent
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._closed = False
 
     @property
     def leading(self) -> bool:
@@ -52,11 +51,9 @@ class Leadership:
     async def close(self) -> None:
         if self._task is None:
             return
-        # Python 3.11's wait_for can swallow a cancellation that races its timeout: the loop also stops
-        # on the flag, and close never waits on the task for longer than one renewal.
-        self._closed = True
         self._task.cancel()
-        await asyncio.wait({self._task}, timeout=self.lease_s / 3 + 1)
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
         if self.leader == self.me:
             await self.bus.release_leadership(self.hub.room_id)
             self._send({"kind": "leader", "leader": None})  # the others claim it now, not at their next renewal
@@ -136,9 +133,11 @@ class Leadership:
 
     # ---- the lease ------------------------------------------------------------------------------
     async def _keep(self) -> None:
-        while not self._closed:
+        while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races it.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.lease_s / 3)
+                async with asyncio.timeout(self.lease_s / 3):
+                    await self._wake.wait()
             self._wake.clear()
             leader = await self.bus.claim_leadership(self.hub.room_id, self.lease_s)
             changed, self.leader = leader != self.leader, leader

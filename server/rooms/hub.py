@@ -94,7 +94,7 @@ class RoomHub(RoomPresence):
         await self._reload()
         self.members = {m.user_id: m for m in members}
         self._roles = None
-        self.bus.subscribe(self.room_id, self._on_bus)
+        await self.bus.subscribe(self.room_id, self._on_bus)
         await self.leadership.start()
         self._task = asyncio.create_task(self._run(), name=f"room-{self.room_id}")
         self._heartbeat = asyncio.create_task(self.presence_heartbeat(), name=f"presence-{self.room_id}")
@@ -202,17 +202,6 @@ class RoomHub(RoomPresence):
 
     def leave(self, conn: Connection) -> None:
         self.inbox.put_nowait(Leave(conn))
-
-    def add_member(self, member: MemberInfo) -> None:
-        self.members[member.user_id] = member
-        self._roles = None
-
-    def remove_member(self, user_id: str) -> None:
-        self.members.pop(user_id, None)
-        self._roles = None
-        for conn in list(self.connections.values()):
-            if conn.user_id == user_id:
-                conn.drop(4003, "removed from the room")
 
     # ---- the actor ------------------------------------------------------------------------------
     async def _run(self) -> None:

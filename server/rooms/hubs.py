@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from server.core.bus import EventBus
+from server.core.bus import EventBus, ephemeral_message
 from server.core.db import Database
 from server.core.metrics import Metrics
 from server.rooms import repository
@@ -30,14 +30,7 @@ class Hubs:
 
     async def publish(self, room_id: str, frame: dict[str, object]) -> None:
         """An ephemeral frame from the server to everyone in a room, on every instance (e.g. job progress)."""
-        message = {
-            "origin": self.bus.instance_id,
-            "kind": "ephemeral",
-            "frame": dumps(frame),
-            "user": None,
-            "key": None,
-        }
-        await self.bus.publish(room_id, message)
+        await self.bus.publish(room_id, ephemeral_message(self.bus.instance_id, dumps(frame)))
 
     def resync_all(self) -> None:
         """The bus was away: every loaded room catches up from the log."""

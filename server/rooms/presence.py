@@ -10,10 +10,11 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from server.core.bus import ephemeral_message
 from server.rooms.connection import Connection
 from server.rooms.frames import dumps, user_color
 from server.rooms.protocol import CLOSE_ROOM_FULL, PROTOCOL_VERSION, ErrorCode, OpRejected
-from server.rooms.state import RoomState
+from server.rooms.state import RoomRole, RoomState
 
 if TYPE_CHECKING:
     from server.core.bus import EventBus
@@ -34,6 +35,7 @@ class RoomPresence:
     epoch: str
     room_info: dict[str, Any]
     members: dict[str, MemberInfo]
+    _roles: dict[str, RoomRole] | None
     connections: dict[int, Connection]
     presence: dict[str, str]
     camera: dict[str, Any] | None
@@ -43,6 +45,17 @@ class RoomPresence:
     bus: EventBus
     remote_presence: dict[str, dict[str, Any]]
     _pending_ephemeral: dict[Any, tuple[dict[str, Any], Any, Connection]]
+
+    def add_member(self, member: MemberInfo) -> None:
+        self.members[member.user_id] = member
+        self._roles = None
+
+    def remove_member(self, user_id: str) -> None:
+        self.members.pop(user_id, None)
+        self._roles = None
+        for conn in list(self.connections.values()):
+            if conn.user_id == user_id:
+                conn.drop(4003, "removed from the room")
 
     def fan_out_ephemeral(self, message: dict[str, Any]) -> None:
         """An ephemeral bus message (pointer, camera, presence, job progress) to this instance's clients,
@@ -57,8 +70,7 @@ class RoomPresence:
         self.metrics.messages_out.inc(len(targets))
 
     def publish_ephemeral_nowait(self, frame: dict[str, Any], *, user: str | None, key: Any = None) -> None:
-        message = {"origin": self.bus.instance_id, "kind": "ephemeral", "frame": dumps(frame), "user": user, "key": key}
-        self.bus.publish_nowait(self.room_id, message)
+        self.bus.publish_nowait(self.room_id, ephemeral_message(self.bus.instance_id, dumps(frame), user=user, key=key))
 
     @property
     def online_users(self) -> set[str]:

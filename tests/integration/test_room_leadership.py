@@ -94,8 +94,8 @@ async def instances(world: World, **overrides: Any) -> AsyncIterator[tuple[Insta
     try:
         yield pair
     finally:
-        for instance in pair:  # bounded: a shutdown that hangs fails the test instead of stalling the suite
-            await asyncio.wait_for(instance.close(), 10)
+        for instance in pair:
+            await instance.close()
 
 
 async def joined(hub: RoomHub, world: World, name: str) -> Client:
@@ -194,10 +194,6 @@ async def test_the_lease_passes_on_when_the_leader_unloads_the_room(world_pg: Wo
         await a.hubs.get(room)
         hub_b = await b.hubs.get(room)
         assert hub_b.leadership.leader == "instance-a"
-        for _ in range(200):  # b reads the room's stream from its tail as of now (it subscribed with "$")
-            if b.bus._last_ids.get(room, "$") != "$":
-                break
-            await asyncio.sleep(0.01)
         await a.hubs.evict(room, "test")  # releases the lease and says so on the room's stream
         client = await joined(hub_b, world, "engineer")
         for _ in range(200):  # a 30 s lease: only the release notice can hand it over this soon
