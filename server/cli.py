@@ -25,6 +25,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from server.app import create_app
     from server.core.logs import configure
+    from server.core.ws_direct import DirectWebSocketProtocol
 
     if args.demo:
         settings = settings.model_copy(update={"demo": True})
@@ -46,6 +47,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log_config=None,
         access_log=False,
         ws_per_message_deflate=settings.ws_per_message_deflate,
+        ws=DirectWebSocketProtocol,  # uvicorn's sans-I/O protocol plus the room socket's direct path
     )
     return 0
 

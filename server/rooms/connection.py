@@ -6,6 +6,11 @@ resumes later from its last sequence. Judging by progress rather than by length 
 client absorb a burst (a batch of events fans out at once) while a dead one is found quickly. Pointer and camera
 updates only matter as their latest value: each key holds one frame, overwritten by newer ones, so a
 slow client gets the latest, never a backlog.
+
+Writing: on uvicorn with the `trinity.direct` extension (server/core/ws_direct.py) queued frames are
+written synchronously by `PendingWrites.flush`, at the end of the hot path that queued them (or by a
+callback scheduled once for all connections): no task wake-up per frame. The sender task writes only
+what cannot go out that way: over a full socket buffer (it awaits the drain), or without the extension.
 """
 
 from __future__ import annotations
@@ -24,6 +29,31 @@ from server.rooms.state import Actor, RoomRole
 _ids = itertools.count(1)
 
 
+class PendingWrites:
+    """Connections with frames to write directly, written together by `flush`."""
+
+    def __init__(self) -> None:
+        self._dirty: dict[int, Connection] = {}
+        self._scheduled = False
+
+    def mark(self, conn: Connection) -> None:
+        self._dirty[conn.id] = conn
+        if not self._scheduled:
+            # A safety net: hot paths call flush() themselves once they have queued everything.
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        while self._dirty:
+            dirty, self._dirty = self._dirty, {}
+            for conn in dirty.values():
+                conn.write_queued()
+
+
 class Connection:
     def __init__(
         self,
@@ -38,6 +68,8 @@ class Connection:
         stall_s: float = 10.0,
         on_slow: Callable[[], None] | None = None,
         batch_max_bytes: int = 0,
+        direct: dict[str, Any] | None = None,
+        writes: PendingWrites | None = None,
     ) -> None:
         self.id = next(_ids)
         self.user_id = user_id
@@ -54,6 +86,11 @@ class Connection:
         self._ordered: deque[str] = deque()
         self._latest: dict[Any, str] = {}
         self._wake = asyncio.Event()
+        # Direct writes (the `trinity.direct` extension): both or neither.
+        self._can_send: Callable[[], bool] | None = direct["can_send"] if direct and writes else None
+        self._send_now: Callable[[str], None] | None = direct["send"] if direct and writes else None
+        self._writes = writes
+        self._writing = False  # the sender task is between taking frames and their write completing
         self.closed = False
         self.close_reason: tuple[int, str] | None = None
         self.last_pointer_s = 0.0
@@ -76,20 +113,48 @@ class Connection:
         else:
             self._progress_s = time.monotonic()
         self._ordered.append(text)
-        self._wake.set()
+        self._ready()
         return True
 
     def push_latest(self, key: Any, text: str) -> None:
         if self.closed:
             return
         self._latest[key] = text
-        self._wake.set()
+        self._ready()
+
+    def _ready(self) -> None:
+        if self._writes is not None and self._send_now is not None and not self._writing:
+            self._writes.mark(self)
+        else:
+            self._wake.set()
+
+    def write_queued(self) -> None:
+        """Write what is queued now, ordered frames first; what cannot go out now is left to the sender task."""
+        if self.closed or self._writing or self._send_now is None or self._can_send is None:
+            self._wake.set()
+            return
+        try:
+            while self._ordered and self._can_send():
+                self._send_now(self._take(self._next_ordered, self._pop_ordered))
+                self._progress_s = time.monotonic()
+            while self._latest and not self._ordered and self._can_send():
+                self._send_now(self._take(self._next_latest, self._pop_latest))
+        except Exception:
+            self.drop(1011, "write failed")
+            return
+        if self._ordered or self._latest:
+            self._wake.set()  # the socket's buffer is full: the sender task waits for it to drain
 
     def drop(self, code: int, reason: str) -> None:
         if not self.closed:
             self.closed = True
             self.close_reason = (code, reason)
             self._wake.set()
+
+    @property
+    def direct(self) -> bool:
+        """Frames are written straight to the socket when it can take them."""
+        return self._send_now is not None
 
     @property
     def backlog(self) -> int:
@@ -124,6 +189,7 @@ class Connection:
             while not self.closed:
                 await self._wake.wait()
                 self._wake.clear()
+                self._writing = True
                 while self._ordered and not self.closed:
                     await self._send_text(self._take(self._next_ordered, self._pop_ordered))
                     self._progress_s = time.monotonic()
@@ -131,6 +197,7 @@ class Connection:
                     await self._send_text(self._take(self._next_latest, self._pop_latest))
                     if self._ordered:
                         break  # ordered frames first, then the rest of the latest slots
+                self._writing = False
                 if self._ordered or self._latest:
                     self._wake.set()
         except Exception:

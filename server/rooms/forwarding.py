@@ -119,7 +119,7 @@ class Leadership:
             return
         actor = Actor(message["user"], message["role"])
         op = Op(None, actor, message["op_id"], message["op"], message["payload"], reply_to=message["origin"])
-        self.hub.inbox.put_nowait(op)
+        self.hub.offer(op)
 
     def reply(self, op: Op, *, seq: int | None = None, error: dict[str, Any] | None = None) -> None:
         """Answer an op another instance forwarded, when no stored event will (duplicate or rejected)."""

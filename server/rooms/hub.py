@@ -1,9 +1,10 @@
 """A room's live side in this instance: one actor task applies its ops one at a time, in server order.
 
-Flow of an op: the WebSocket edge decodes and authorizes -> `RoomHub.submit` queues it -> the actor
-decides it against the state (pure core), evolves, persists the batch through the log (before any
-acknowledgement), then publishes each event on the bus and acks the sender. Bus deliveries fan out to
-this instance's connections. Joins run inside the same actor, so a joining or resuming client sees
+Flow of an op: the WebSocket edge decodes and authorizes -> `RoomHub.submit` -> decided against the
+state (pure core) and evolved, at once when nothing is ahead of it, else by the actor in a batch ->
+persisted through the group commit (before any acknowledgement) -> each event delivered, published on
+the bus, and the sender acknowledged (rooms/commit.py). Bus deliveries fan out to this instance's
+connections. Joins run inside the same actor, so a joining or resuming client sees
 every event exactly once and in order.
 """
 
@@ -12,24 +13,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from typing import Any
 
 import orjson
 
 from server.core.bus import EventBus
-from server.core.db import Database, now_ms
+from server.core.db import Database
 from server.core.metrics import Metrics
 from server.rooms.commands import Command, Join, Leave, MemberInfo, Op, Remote, Reply, Resync
+from server.rooms.commit import InlineBatch, RoomCommits
 from server.rooms.connection import Connection
 from server.rooms.forwarding import Leadership
 from server.rooms.frames import dumps
-from server.rooms.locked_batch import LockedBatch
+from server.rooms.group_commit import GroupCommitWriter
 from server.rooms.presence import RoomPresence
-from server.rooms.protocol import ErrorCode, OpRejected
-from server.rooms.state import SYSTEM_USER, Actor, Limits, RoomRole, RoomState, decide, evolve, replay
-from server.rooms.store import GroupCommitWriter, RoomLog, SeqConflict
+from server.rooms.state import SYSTEM_USER, Actor, Limits, RoomRole, RoomState, evolve, replay
+from server.rooms.store import RoomLog
 from server.settings import Settings
 
 log = logging.getLogger("trinity.rooms")
@@ -41,7 +41,7 @@ CHECKPOINT_EVERY = (
 MAX_BATCH = 256
 
 
-class RoomHub(RoomPresence):
+class RoomHub(RoomPresence, RoomCommits):
     def __init__(
         self,
         room_id: str,
@@ -88,6 +88,7 @@ class RoomHub(RoomPresence):
         self._pending_ephemeral: dict[Any, tuple[dict[str, Any], Any, Connection]] = {}
         self.leadership = Leadership(self, settings.room_lease_s)
         self._busy = False  # the actor is carrying out a batch
+        self._inline: InlineBatch | None = None  # ops decided at once, waiting for their commit
 
     # ---- lifecycle ------------------------------------------------------------------------------
     async def load(self, members: list[MemberInfo]) -> None:
@@ -174,14 +175,11 @@ class RoomHub(RoomPresence):
 
     # ---- entry points (called by the WebSocket edge and REST) ------------------------------------
     def submit(self, conn: Connection, op_id: str, kind: str, payload: dict[str, Any]) -> None:
-        op = Op(conn, conn.actor, op_id, kind, payload)
-        if self._idle() and self.leadership.forward(op):
-            return  # straight to the leader: nothing queued here that it could overtake
-        self.inbox.put_nowait(op)
+        self.offer(Op(conn, conn.actor, op_id, kind, payload))  # rooms/commit.py
 
     def _idle(self) -> bool:
         """The actor is waiting for work: a command may be carried out right away, in its place."""
-        return not self._busy and self.inbox.empty()
+        return not self._busy and self._inline is None and self.inbox.empty()
 
     def _system_op(self, kind: str) -> Op:
         return Op(None, Actor(SYSTEM_USER, "system"), None, kind, {})
@@ -211,6 +209,8 @@ class RoomHub(RoomPresence):
                 batch.append(self.inbox.get_nowait())
             self._busy = True
             try:
+                while self._inline is not None:
+                    await self._inline.wait()  # ops decided at once came first (rooms/commit.py)
                 await self._process(batch)
             except asyncio.CancelledError:
                 raise
@@ -227,7 +227,7 @@ class RoomHub(RoomPresence):
             if isinstance(command, Op):
                 if self.leadership.forward(command):
                     continue  # another instance leads the room: it decides, the event comes back
-                if self._decide_locked and not self.leadership.leading:
+                if self._must_lock():
                     deferred.append(command)
                 else:
                     self._decide(command, pending)
@@ -265,91 +265,6 @@ class RoomHub(RoomPresence):
             self._deliver(event, frame)
         return True  # older ones: already have it (we caught up from the log first)
 
-    def _decide(self, op: Op, pending: list[tuple[Op, dict[str, Any] | None, int | None]]) -> None:
-        if op.op_id is not None:
-            seen = self.state.seen(op.actor.user_id, op.op_id)
-            if seen is not None:
-                pending.append((op, None, seen))  # a retry: ack again once what precedes it is stored
-                return
-        try:
-            if self._roles is None:
-                self._roles = {m.user_id: m.role for m in self.members.values()}
-            decision = decide(self.state, op.actor, op.kind, op.payload, limits=self.limits, members=self._roles)
-        except OpRejected as rejection:
-            self._reply_error(op, rejection)
-            return
-        event = {
-            "seq": self.state.seq + 1,
-            "kind": decision.kind,
-            "user": op.actor.user_id,
-            "op_id": op.op_id,
-            "ts": now_ms(),
-            "data": decision.data,
-        }
-        evolve(self.state, event)
-        pending.append((op, event, None))
-
-    async def _flush(self, pending: list[tuple[Op, dict[str, Any] | None, int | None]]) -> None:
-        if not pending:
-            return
-        events = [event for _, event, _ in pending if event is not None]
-        if events:
-            base = events[0]["seq"] - 1
-            try:
-                await self.writer.append(self.room_id, base, events)
-            except SeqConflict:
-                # Another instance wrote first: roll back to what is stored, catch up, decide these ops again.
-                self.metrics.seq_conflicts.inc()
-                await self._rollback()
-                retry: list[tuple[Op, dict[str, Any] | None, int | None]] = []
-                for op, _, _ in pending:
-                    self._decide(op, retry)
-                await self._flush(retry)
-                return
-            except Exception as exc:
-                log.exception("could not persist room events", extra={"room_id": self.room_id})
-                await self._reload()
-                for op, _, _ in pending:
-                    self._reply_error(
-                        op, OpRejected(ErrorCode.INTERNAL, f"not stored, try again: {type(exc).__name__}")
-                    )
-                return
-        await self._publish_stored(pending, events)
-
-    async def _flush_locked(self, ops: list[Op]) -> None:
-        """Several instances on PostgreSQL: the writer locks the room's row, hands over what other
-        instances stored since this state (applied and delivered here first), and the ops are decided
-        only then, on the current state: nothing speculative, so nothing to roll back or retry."""
-        if not ops:
-            return
-        batch = LockedBatch(self, ops)
-        try:
-            await self.writer.append_locked(self.room_id, self.state.seq, batch.decide)
-        except Exception as exc:
-            log.exception("could not persist room events", extra={"room_id": self.room_id})
-            await self._reload()
-            for op in ops:
-                self._reply_error(op, OpRejected(ErrorCode.INTERNAL, f"not stored, try again: {type(exc).__name__}"))
-            return
-        await self._publish_stored(batch.pending, [event for _, event, _ in batch.pending if event is not None])
-
-    async def _publish_stored(
-        self, pending: list[tuple[Op, dict[str, Any] | None, int | None]], events: list[dict[str, Any]]
-    ) -> None:
-        # Deliver and acknowledge locally, and hand each event to the bus without waiting: it goes out
-        # in order with the next pipelined write to Redis, while the actor goes on with the next batch.
-        self._stored(*events)
-        for op, event, seen in pending:
-            if event is not None:
-                frame = dumps({"type": "event", **event})
-                self._deliver(event, frame)
-                message = {"origin": self.bus.instance_id, "kind": "event", "seq": event["seq"], "frame": frame}
-                self.bus.publish_nowait(self.room_id, message)
-                seq = event["seq"]
-            else:
-                seq = seen
-            self._ack(op, seq, duplicate=event is None)
-
     def _after_event(self, event: dict[str, Any]) -> None:
         if event["kind"] == "room.archived":
             for conn in self.connections.values():
@@ -358,28 +273,6 @@ class RoomHub(RoomPresence):
             self.camera = None
         if self.leadership.forwarded:
             self.leadership.settle(event)
-
-    def _ack(self, op: Op, seq: int | None, *, duplicate: bool) -> None:
-        if op.reply_to is not None and duplicate:
-            self.leadership.reply(op, seq=seq)  # a new op's event answers by itself
-        if op.done is not None and not op.done.done():
-            op.done.set_result({"seq": seq})
-        if op.conn is None:
-            return
-        frame: dict[str, Any] = {"type": "ack", "op_id": op.op_id, "seq": seq}
-        if duplicate:
-            frame["duplicate"] = True
-        op.conn.push(dumps(frame))
-        self.metrics.op_latency.observe(time.perf_counter() - op.received_s)
-
-    def _reply_error(self, op: Op, rejection: OpRejected) -> None:
-        if op.done is not None and not op.done.done():
-            op.done.set_exception(rejection)
-        self.metrics.errors.labels(code=str(rejection.code)).inc()
-        if op.reply_to is not None:
-            self.leadership.reply(op, error=rejection.to_frame())
-        if op.conn is not None:
-            op.conn.push(dumps(rejection.to_frame(op.op_id)))
 
     # ---- bus ------------------------------------------------------------------------------------
     def _on_bus(self, message: dict[str, Any]) -> None:

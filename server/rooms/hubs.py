@@ -10,8 +10,9 @@ from server.core.db import Database
 from server.core.metrics import Metrics
 from server.rooms import repository
 from server.rooms.commands import MemberInfo
+from server.rooms.connection import PendingWrites
+from server.rooms.group_commit import GroupCommitWriter
 from server.rooms.hub import RoomHub, dumps
-from server.rooms.store import GroupCommitWriter
 from server.settings import Settings
 
 UNLOAD_AFTER_S = 120.0
@@ -24,6 +25,8 @@ class Hubs:
         self.settings = settings
         self.metrics = metrics
         self.writer = GroupCommitWriter(db)
+        self.writes = PendingWrites()  # frames written directly to sockets (rooms/connection.py)
+        self.writer.after_commit = self.writes.flush  # a commit's frames leave before the loop moves on
         self._hubs: dict[str, RoomHub] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._unload_tasks: dict[str, asyncio.Task[None]] = {}

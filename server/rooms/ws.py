@@ -19,6 +19,7 @@ from server.core import audit
 from server.core.auth import Principal, authenticate
 from server.core.errors import TrinityError
 from server.core.logs import room_context
+from server.core.ws_direct import EXTENSION as DIRECT
 from server.rooms import protocol as p
 from server.rooms import repository
 from server.rooms.connection import Connection
@@ -120,6 +121,8 @@ async def room_socket(websocket: WebSocket, room_id: str) -> None:
         stall_s=settings.ws_send_stall_s,
         on_slow=app.state.metrics.slow_dropped.inc,
         batch_max_bytes=settings.ws_batch_max_bytes if hello.get("batch") is True else 0,
+        direct=websocket.scope.get("extensions", {}).get(DIRECT),
+        writes=hubs.writes,
     )
     sender = asyncio.create_task(conn.run_sender())
     resume = hello.get("resume") if isinstance(hello.get("resume"), dict) else None
@@ -139,46 +142,72 @@ async def room_socket(websocket: WebSocket, room_id: str) -> None:
 
 
 async def _receive_loop(websocket: WebSocket, hub: RoomHub, conn: Connection, app: Any) -> None:
-    settings = app.state.settings
-    metrics = app.state.metrics
-    bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst)
-    counters_in = {t: metrics.messages_in.labels(type=t) for t in (*_FRAME_TYPES, "other")}
-    limit = settings.ws_max_message_bytes
-    video = getattr(app.state, "video", None)
-    while not conn.closed and websocket.client_state == WebSocketState.CONNECTED:
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
+    handle = FrameHandler(hub, conn, app)
+    direct = websocket.scope.get("extensions", {}).get(DIRECT)
+    if direct is not None:
+        # Text frames now go to `handle` as uvicorn parses them (server/core/ws_direct.py); this loop
+        # still takes what was queued before, binary frames and the disconnect.
+        direct["receive_with"](handle)
+    try:
+        while not conn.closed and websocket.client_state == WebSocketState.CONNECTED:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                raw = message.get("bytes") or b""
+                text = raw.decode("utf-8", errors="replace")
+            handle(text)
+    finally:
+        if direct is not None:
+            direct["receive_with"](None)
+
+
+class FrameHandler:
+    """Checks one client frame for size, rate and shape, then dispatches it; synchronous, so it runs
+    in uvicorn's read callback on the direct path."""
+
+    def __init__(self, hub: RoomHub, conn: Connection, app: Any) -> None:
+        settings = app.state.settings
+        self.hub = hub
+        self.conn = conn
+        self.settings = settings
+        self.metrics = app.state.metrics
+        self.bucket = TokenBucket(settings.ws_rate_per_s, settings.ws_rate_burst)
+        self.counters_in = {t: self.metrics.messages_in.labels(type=t) for t in (*_FRAME_TYPES, "other")}
+        self.limit = settings.ws_max_message_bytes
+        self.video = getattr(app.state, "video", None)
+
+    def __call__(self, text: str) -> None:
+        conn = self.conn
+        if conn.closed:
             return
-        text = message.get("text")
-        if text is None:
-            raw = message.get("bytes") or b""
-            text = raw.decode("utf-8", errors="replace")
-        if _oversized(text, limit):
-            metrics.errors.labels(code="too_large").inc()
-            conn.push(_error("too_large", f"frame exceeds {limit} bytes"))
-            continue
-        if not bucket.take():
-            metrics.errors.labels(code="rate_limited").inc()
-            conn.push(_error("rate_limited", f"more than {settings.ws_rate_per_s:g} frames/s; slow down"))
-            continue
+        if _oversized(text, self.limit):
+            self.metrics.errors.labels(code="too_large").inc()
+            conn.push(_error("too_large", f"frame exceeds {self.limit} bytes"))
+            return
+        if not self.bucket.take():
+            self.metrics.errors.labels(code="rate_limited").inc()
+            conn.push(_error("rate_limited", f"more than {self.settings.ws_rate_per_s:g} frames/s; slow down"))
+            return
         try:
             frame = orjson.loads(text)
             if not isinstance(frame, dict):
                 raise ValueError
         except ValueError:
-            metrics.errors.labels(code="bad_message").inc()
+            self.metrics.errors.labels(code="bad_message").inc()
             conn.push(_error("bad_message", "frame is not a JSON object"))
-            continue
+            return
         kind = frame.get("type")
-        counters_in[kind if kind in _FRAME_TYPES else "other"].inc()
+        self.counters_in[kind if kind in _FRAME_TYPES else "other"].inc()
         op_id = frame.get("op_id") if isinstance(frame.get("op_id"), str) else None
         try:
-            if video is not None and kind in p.RTC_CLIENT_TYPES:
-                video.handle(hub, conn, frame)  # video signaling: server/rooms/video, never stored
+            if self.video is not None and kind in p.RTC_CLIENT_TYPES:
+                self.video.handle(self.hub, conn, frame)  # video signaling: server/rooms/video, never stored
             else:
-                _dispatch(hub, conn, kind, frame, op_id)
+                _dispatch(self.hub, conn, kind, frame, op_id)
         except p.OpRejected as rejection:
-            metrics.errors.labels(code=str(rejection.code)).inc()
+            self.metrics.errors.labels(code=str(rejection.code)).inc()
             conn.push(dumps(rejection.to_frame(op_id)))
 
 

@@ -6,7 +6,8 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from server.core.db import Database
-from server.rooms.store import GroupCommitWriter, RoomLog, SeqConflict
+from server.rooms.group_commit import GroupCommitWriter
+from server.rooms.store import RoomLog, SeqConflict
 from tests.support.world import World, create_room
 
 
@@ -129,10 +130,47 @@ async def test_group_commit_writer_waits_in_its_thread_while_another_connection_
     pending = asyncio.create_task(writer.append(room, 1, [event(2, "after the lock")]))
     await asyncio.sleep(0.3)
     assert not pending.done()  # waiting for the lock in the writer thread, not failing
+    outcomes: list[BaseException | None] = []
+    writer.append_soon(room, 2, [event(3, "queued behind")], outcomes.append)  # must not overtake seq 2
+    await asyncio.sleep(0.1)
+    assert outcomes == []
     other.execute("ROLLBACK")
     other.close()
     await asyncio.wait_for(pending, 10)
-    assert [e["data"]["text"] for e in RoomLog(db.engine).events_after(room, 0)] == ["inline", "after the lock"]
+    for _ in range(100):
+        if outcomes:
+            break
+        await asyncio.sleep(0.05)
+    assert outcomes == [None]
+    texts = [e["data"]["text"] for e in RoomLog(db.engine).events_after(room, 0)]
+    assert texts == ["inline", "after the lock", "queued behind"]
+    await writer.close()
+    db.close()
+
+
+async def test_appends_made_before_the_commit_runs_join_it_and_callbacks_follow_it(world_sqlite: World) -> None:
+    """`append_soon` (the path of ops decided at once): the events list may grow until the writer takes
+    it; the callback says stored or why not, and `after_commit` runs once the batch's callbacks have."""
+    import asyncio
+
+    from server.rooms.store import SeqConflict
+
+    rooms = [create_room(world_sqlite) for _ in range(2)]
+    db = Database(world_sqlite.settings)
+    writer = GroupCommitWriter(db)
+    seen: list[str] = []
+    writer.after_commit = lambda: seen.append("after")
+    events = [event(1, "first")]
+    entry = writer.append_soon(rooms[0], 0, events, lambda error: seen.append(f"r0:{error!r}"))
+    events.append(event(2, "joined before the commit"))
+    stale = writer.append_soon(rooms[1], 5, [event(6, "stale")], lambda error: seen.append(type(error).__name__))
+    assert not entry.taken and seen == []  # nothing is written until the loop comes around
+    await asyncio.sleep(0)
+    assert entry.taken and stale.taken
+    assert seen == ["r0:None", SeqConflict.__name__, "after"]
+    log = RoomLog(db.engine)
+    assert [e["data"]["text"] for e in log.events_after(rooms[0], 0)] == ["first", "joined before the commit"]
+    assert log.events_after(rooms[1], 0) == [] and log.head(rooms[1])[1] == 0
     await writer.close()
     db.close()
 

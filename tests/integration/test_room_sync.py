@@ -59,6 +59,16 @@ async def test_two_clients_annotating_concurrently_converge(world: World, live: 
 async def test_300_ops_from_3_clients_with_random_disconnects_lose_and_duplicate_nothing(
     world: World, live: LiveServer
 ) -> None:
+    await three_clients_with_random_disconnects(world, live)
+
+
+async def test_plain_asgi_without_the_direct_path_loses_and_duplicates_nothing(world_sqlite: World) -> None:
+    """Under another ASGI server (no `trinity.direct` extension) frames go through ASGI both ways."""
+    async with LiveServer(world_sqlite.settings, direct=False) as live:
+        await three_clients_with_random_disconnects(world_sqlite, live)
+
+
+async def three_clients_with_random_disconnects(world: World, live: LiveServer) -> None:
     room = create_room(world, members={"engineer": "participant", "radiologist": "participant"})
     names = ["surgeon", "engineer", "radiologist"]
     clients = [RoomClient(live.base_url, room, world[n].token, max_backoff_s=0.2) for n in names]
@@ -205,3 +215,21 @@ async def test_presence_pointer_and_camera(world_sqlite: World, live_sqlite: Liv
             assert {p["user"] for p in c.presence.values()} >= {world["surgeon"].id, world["engineer"].id}
         offline = await a.wait_for(lambda f: f["type"] == "presence" and f["status"] == "offline")
         assert offline["user"] == world["observer"].id
+
+
+async def test_the_served_protocol_reads_and_writes_frames_directly(world_sqlite: World) -> None:
+    """`trinity serve`'s uvicorn protocol (server/core/ws_direct.py) offers the direct extension and
+    the room socket uses it both ways; a uvicorn upgrade that broke it would fall back silently."""
+    room = create_room(world_sqlite, members={"engineer": "participant"})
+    async with (
+        LiveServer(world_sqlite.settings) as live,
+        RoomClient(live.base_url, room, world_sqlite["surgeon"].token) as a,
+        RoomClient(live.base_url, room, world_sqlite["engineer"].token) as b,
+    ):
+        hub = live.app.state.hubs.loaded(room)
+        assert hub is not None and all(conn.direct for conn in hub.connections.values())
+        protocols = [p for p in live.server.server_state.connections if hasattr(p, "receive_with")]
+        assert len(protocols) == 2 and all(p._receiver is not None for p in protocols)
+        assert await a.send_op("annotation.create", marker("m1", 1.0)) == 1
+        await b.wait_seq(1)
+        assert b.state.annotations["m1"]["data"]["point"] == [1.0, 0.0, 0.0]

@@ -18,6 +18,7 @@ from server.core import auth
 from server.core.auth import Principal
 from server.core.db import Database
 from server.core.migrate import upgrade
+from server.core.ws_direct import DirectWebSocketProtocol
 from server.rooms import repository as rooms
 from server.settings import Settings
 from tests.support.services import free_port
@@ -103,7 +104,7 @@ def create_room(
 class LiveServer:
     """The real app under uvicorn on a free loopback port, inside the test's event loop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, direct: bool = True) -> None:
         self.settings = settings
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -117,6 +118,8 @@ class LiveServer:
             lifespan="on",
             ws_max_size=16 * 1024 * 1024,
             ws_per_message_deflate=settings.ws_per_message_deflate,
+            # As `trinity serve` runs it; direct=False: plain ASGI, as under any other server.
+            ws=DirectWebSocketProtocol if direct else "websockets-sansio",
         )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
