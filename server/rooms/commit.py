@@ -123,8 +123,10 @@ class RoomCommits:
         assert batch is not None
         if error is None:
             self._inline = None
-            self._publish_stored(batch.pending, batch.events)
-            batch.finish()
+            try:
+                self._publish_stored(batch.pending, batch.events)
+            finally:
+                batch.finish()  # the actor must never wait for a batch that is over
             return
         asyncio.get_running_loop().create_task(self._recover_inline(batch, error))
 
