@@ -144,7 +144,7 @@ class TrinityClient:
     async def send(self, k: int, t: float) -> None:
         if self.workload == "annotations":
             data = annotation(self.tag, self.ci, k, t)
-            future = self.room.submit_op("annotation.create", data, op_id=data["id"])
+            future = await self.room.submit_op_now("annotation.create", data, op_id=data["id"])
             future.add_done_callback(_consume)
         else:
             await self.room.send(pointer(self.ci, k, t))

@@ -95,6 +95,7 @@ class RoomClient:
         self._outbox: asyncio.Queue[str] = asyncio.Queue()
         self._bucket = TokenBucket(50.0, 50)  # replaced by the server's announced limits on join
         self._sent_at: dict[str, float] = {}
+        self._pacer_holds = False  # the pacer took an op from the outbox and has not sent it yet
         self.retransmit_s = 5.0
         self._op_counter = itertools.count(1)
         self._op_prefix = uuid.uuid4().hex[:10]
@@ -148,14 +149,37 @@ class RoomClient:
         self, kind: str, data: dict[str, Any] | None = None, *, op_id: str | None = None
     ) -> asyncio.Future[int]:
         """Queue an op without waiting; it is (re)sent until acknowledged, across reconnects."""
+        op_id, _, future = self._register(kind, data, op_id)
+        if self._joined.is_set():
+            self._enqueue(op_id)
+        return future
+
+    def _register(
+        self, kind: str, data: dict[str, Any] | None, op_id: str | None
+    ) -> tuple[str, dict[str, Any], asyncio.Future[int]]:
         if self._fatal:
             raise self._fatal
         op_id = op_id or self.new_op_id()
         frame = {"type": "op", "op_id": op_id, "kind": kind, "data": data or {}}
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._unacked[op_id] = (frame, future)
-        if self._joined.is_set():
+        return op_id, frame, future
+
+    async def submit_op_now(
+        self, kind: str, data: dict[str, Any] | None = None, *, op_id: str | None = None
+    ) -> asyncio.Future[int]:
+        """`submit_op`, but written to the socket here when nothing is queued before it and the rate
+        allows, instead of by the pacer task on the loop's next pass. Order is the order of the calls."""
+        op_id, frame, future = self._register(kind, data, op_id)
+        ws = self._ws
+        if not self._joined.is_set():
+            return future  # queued on join, with every other unacknowledged op
+        if ws is None or not self._outbox.empty() or self._pacer_holds or not self._bucket.take():
             self._enqueue(op_id)
+            return future
+        self._sent_at[op_id] = asyncio.get_running_loop().time()
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(orjson.dumps(frame).decode())  # lost with the connection: re-sent on join
         return future
 
     async def send(self, frame: dict[str, Any]) -> None:
@@ -239,9 +263,13 @@ class RoomClient:
         await self._joined.wait()  # nothing goes out before welcome/resumed re-queued every unacked op
         while True:
             text = await self._outbox.get()  # no wait_for here: a timed-out get() can lose its item
-            while not self._bucket.take():  # noqa: ASYNC110 - waiting for time, not for an event
-                await asyncio.sleep(1.0 / max(self._bucket.rate, 1.0))
-            await ws.send(text)
+            self._pacer_holds = True
+            try:
+                while not self._bucket.take():  # noqa: ASYNC110 - waiting for time, not for an event
+                    await asyncio.sleep(1.0 / max(self._bucket.rate, 1.0))
+                await ws.send(text)
+            finally:
+                self._pacer_holds = False
 
     async def _retransmit(self) -> None:
         """Re-send an op that got neither an ack nor an error in time (e.g. a frame the server

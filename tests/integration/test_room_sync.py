@@ -233,3 +233,26 @@ async def test_the_served_protocol_reads_and_writes_frames_directly(world_sqlite
         assert await a.send_op("annotation.create", marker("m1", 1.0)) == 1
         await b.wait_seq(1)
         assert b.state.annotations["m1"]["data"]["point"] == [1.0, 0.0, 0.0]
+
+
+async def test_ops_written_at_once_keep_the_call_order_and_survive_a_disconnect(world_sqlite: World) -> None:
+    """`submit_op_now` writes an op itself when nothing is queued before it; mixed with queued ops and
+    a dropped connection, every op is stored once, in the order of the calls."""
+    room = create_room(world_sqlite)
+    async with (
+        LiveServer(world_sqlite.settings) as live,
+        RoomClient(live.base_url, room, world_sqlite["surgeon"].token, max_backoff_s=0.1) as client,
+    ):
+        futures = []
+        for i in range(60):
+            if i % 3 == 0:
+                futures.append(client.submit_op("chat.send", {"text": str(i)}))  # through the pacer
+            else:
+                futures.append(await client.submit_op_now("chat.send", {"text": str(i)}))
+            if i == 30:
+                client.force_disconnect()
+        seqs = await asyncio.wait_for(asyncio.gather(*futures), 30)
+        assert client.reconnects >= 1
+        assert seqs == sorted(seqs) and len(set(seqs)) == 60
+        await client.wait_seq(max(seqs))
+        assert [m["text"] for m in client.state.chat] == [str(i) for i in range(60)]
