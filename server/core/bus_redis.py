@@ -101,6 +101,7 @@ class RedisBus:
         self._changed = asyncio.Event()
         self._outbox: list[tuple[str, dict[str, Any]]] = []  # publish_nowait's, written by one task
         self._outbox_task: asyncio.Task[None] | None = None
+        self._outbox_scheduled = False
         # The outbox's writes and the reader's XREADs: the hot paths (core/redis_pipe.py says why).
         self._pipe = RedisPipe(url)
         self._read_pipe = RedisPipe(url, timeout_s=BLOCK_MS / 1000 + 3)
@@ -155,12 +156,21 @@ class RedisBus:
         if not self._redis:
             return
         self._outbox.append((room_id, message))
-        if self._outbox_task is None or self._outbox_task.done():
-            sent = 0
-            if self._pipe.connected:  # nothing in flight: write now, collect the reply in the task
-                sent = len(self._outbox)
-                self._pipe.send(self._xadds())
-            self._outbox_task = asyncio.get_running_loop().create_task(self._flush_outbox(sent))
+        if not self._outbox_scheduled and (self._outbox_task is None or self._outbox_task.done()):
+            # Nothing in flight: write once the loop's current pass is done, so what this pass
+            # publishes (a commit's events, a read's pointer frames) goes in one pipelined write.
+            self._outbox_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_outbox)
+
+    def _start_outbox(self) -> None:
+        self._outbox_scheduled = False
+        if not self._outbox or (self._outbox_task is not None and not self._outbox_task.done()):
+            return
+        sent = 0
+        if self._pipe.connected:  # write now, collect the replies in the task
+            sent = len(self._outbox)
+            self._pipe.send(self._xadds())
+        self._outbox_task = asyncio.get_running_loop().create_task(self._flush_outbox(sent))
 
     def _xadds(self) -> list[tuple[Any, ...]]:
         batch, self._outbox = self._outbox, []
