@@ -5,8 +5,9 @@ load that costs a task wake-up per frame each way, and uvicorn pauses reading af
 until the app has taken it (two more system calls). This protocol advertises an ASGI extension,
 `scope["extensions"]["trinity.direct"]`, with synchronous calls:
 
-- `can_send() -> bool`: a frame can be written now: the socket is open and its buffer is under the
-  high-water mark. Otherwise the caller falls back to ASGI `send`, which waits for the buffer to drain.
+- `can_send() -> bool`: a frame can be written now: the WebSocket is open (no close frame sent or
+  received, the transport not closing) and the socket's buffer is under the high-water mark.
+  Otherwise the caller falls back to ASGI `send`, which waits for the buffer to drain.
 - `send(text)`: write a text frame now (only after `can_send()`).
 - `receive_with(callback)`: from now on, text frames go to `callback(text)` as they are parsed, in
   the read callback, once the app has taken everything already queued (order is kept). Anything
@@ -25,6 +26,7 @@ from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
+from websockets.protocol import State
 
 EXTENSION = "trinity.direct"
 log = logging.getLogger("trinity.ws")
@@ -44,7 +46,13 @@ class DirectWebSocketProtocol(WebSocketsSansIOProtocol):
             }
 
     def can_send(self) -> bool:
-        return self.handshake_complete and not (self.disconnected or self.close_sent) and self.writable.is_set()
+        return (
+            self.handshake_complete
+            and not (self.disconnected or self.close_sent)
+            and self.writable.is_set()
+            and self.conn.state is State.OPEN  # not after the peer's close frame
+            and not self.transport.is_closing()
+        )
 
     def send_now(self, text: str) -> None:
         payload = text.encode()

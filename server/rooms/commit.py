@@ -5,9 +5,10 @@ Mixed into RoomHub. Two ways in, one order:
 - `offer` decides an op at once, in the socket's read callback, when nothing is ahead of it (the actor
   is idle, nothing is queued): its events join this room's `InlineBatch`, handed to the group commit
   without awaiting (rooms/group_commit.py), and are delivered and acknowledged from the commit's
-  callback. Until that batch is stored, later ops decided at once join it, anything else is queued,
-  and the actor waits for it before carrying out what is queued. On a loaded loop that saves several
-  trips around it per op (the actor's and the writer's task wake-ups, and theirs back).
+  callback. Until the writer takes that batch, later ops decided at once join it; after that, and
+  until it is stored, ops are queued, and the actor waits for it before carrying out what is queued.
+  On a loaded loop that saves several trips around it per op (the actor's and the writer's task
+  wake-ups, and theirs back).
 A conflict (another instance stored first) or a failed write is recovered the same way on both
 paths, by the actor's rules: roll back, decide again, or reject with `internal`.
 """
@@ -15,6 +16,7 @@ paths, by the actor's rules: roll back, decide again, or reject with `internal`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -77,12 +79,12 @@ class RoomCommits:
     _busy: bool
     _decide_locked: bool
     _inline: InlineBatch | None
+    _recovering: asyncio.Task[None] | None = None  # an inline batch's recovery (kept: tasks are weakly held)
 
     if TYPE_CHECKING:  # provided by RoomHub
 
         def _deliver(self, event: dict[str, Any], frame: str) -> None: ...
         def _stored(self, *events: dict[str, Any]) -> None: ...
-        def _restore_stored(self) -> bool: ...
         async def _rollback(self) -> None: ...
         async def _reload(self) -> None: ...
 
@@ -128,11 +130,18 @@ class RoomCommits:
             finally:
                 batch.finish()  # the actor must never wait for a batch that is over
             return
-        asyncio.get_running_loop().create_task(self._recover_inline(batch, error))
+        self._recovering = asyncio.get_running_loop().create_task(self._recover_inline(batch, error))
 
     async def _recover_inline(self, batch: InlineBatch, error: BaseException) -> None:
         try:
             await self._recover(batch.pending, error)
+        except Exception as exc:
+            # What the actor does when a batch fails: rebuild from the log, refuse what is unanswered.
+            log.exception("recovering a room's batch failed", extra={"room_id": self.room_id})
+            with contextlib.suppress(Exception):
+                await self._reload()
+            for op, _, _ in batch.pending:
+                self._reply_error(op, OpRejected(ErrorCode.INTERNAL, f"not stored, try again: {type(exc).__name__}"))
         finally:
             self._inline = None  # only now may the actor go on
             batch.finish()
@@ -150,6 +159,12 @@ class RoomCommits:
             decision = decide(self.state, op.actor, op.kind, op.payload, limits=self.limits, members=self._roles)
         except OpRejected as rejection:
             self._reply_error(op, rejection)
+            return
+        except Exception:
+            # A bug in the pure core on input it did not expect (decide changes nothing before it
+            # returns): refuse the op; raising here would leave the room's batch half made.
+            log.exception("deciding an op failed", extra={"room_id": self.room_id})
+            self._reply_error(op, OpRejected(ErrorCode.INTERNAL, "the op could not be decided"))
             return
         event = {
             "seq": self.state.seq + 1,

@@ -39,7 +39,8 @@ class PendingWrites:
     def mark(self, conn: Connection) -> None:
         self._dirty[conn.id] = conn
         if not self._scheduled:
-            # A safety net: hot paths call flush() themselves once they have queued everything.
+            # Once the loop's current pass is done. The group commit flushes itself right after its
+            # callbacks (`after_commit`), so a commit's frames do not wait for the next pass.
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)
 
@@ -92,6 +93,7 @@ class Connection:
         self._writes = writes
         self._writing = False  # the sender task is between taking frames and their write completing
         self.closed = False
+        self.dropped = asyncio.Event()  # set with `closed`, for whoever waits on the socket
         self.close_reason: tuple[int, str] | None = None
         self.last_pointer_s = 0.0
         self.last_camera_s = 0.0
@@ -149,6 +151,7 @@ class Connection:
         if not self.closed:
             self.closed = True
             self.close_reason = (code, reason)
+            self.dropped.set()
             self._wake.set()
 
     @property
@@ -202,6 +205,7 @@ class Connection:
                     self._wake.set()
         except Exception:
             self.closed = True
+            self.dropped.set()
         if self.close_reason:
             with contextlib.suppress(Exception):
                 await self._close(*self.close_reason)

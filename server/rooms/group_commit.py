@@ -207,6 +207,8 @@ class GroupCommitWriter:
             log.warning("WAL checkpoint failed; retried later", exc_info=True)
 
     async def close(self) -> None:
+        if self._pending and not self._task_busy:
+            self._commit_inline()  # decided before the hubs closed: store it rather than drop it
         if self._checkpointing is not None:
             with contextlib.suppress(Exception):
                 await self._checkpointing

@@ -177,8 +177,9 @@ class RoomHub(RoomPresence, RoomCommits):
     def submit(self, conn: Connection, op_id: str, kind: str, payload: dict[str, Any]) -> None:
         self.offer(Op(conn, conn.actor, op_id, kind, payload))  # rooms/commit.py
 
-    def _idle(self) -> bool:
-        """The actor is waiting for work: a command may be carried out right away, in its place."""
+    def idle(self) -> bool:
+        """Nothing queued, being carried out or waiting for its commit: a command may be carried out
+        right away, in the actor's place, and the room may be unloaded."""
         return not self._busy and self._inline is None and self.inbox.empty()
 
     def _system_op(self, kind: str) -> Op:
@@ -280,7 +281,7 @@ class RoomHub(RoomPresence, RoomCommits):
         if kind == "event":
             if message.get("origin") == self.bus.instance_id:
                 return  # our own events were delivered when stored
-            if not (self._idle() and self._apply_next_remote(message["frame"])):
+            if not (self.idle() and self._apply_next_remote(message["frame"])):
                 self.inbox.put_nowait(Remote(message["frame"]))
             return
         if kind == "ephemeral":

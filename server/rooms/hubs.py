@@ -92,7 +92,7 @@ class Hubs:
         await asyncio.sleep(UNLOAD_AFTER_S)
         self._unload_tasks.pop(room_id, None)
         hub = self._hubs.get(room_id)
-        if hub is not None and not hub.connections and hub.inbox.empty():
+        if hub is not None and not hub.connections and hub.idle():
             del self._hubs[room_id]
             await hub.close()
             self.metrics.rooms_loaded.set(len(self._hubs))

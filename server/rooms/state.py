@@ -181,7 +181,8 @@ def _decide_annotation(state: RoomState, actor: Actor, kind: str, payload: dict[
         if annotation_id in state.annotations:
             raise OpRejected(ErrorCode.CONFLICT, f"annotation id {annotation_id!r} is already used")
         a_kind = payload.get("kind")
-        require(a_kind in ANNOTATION_KINDS, f"kind must be one of {sorted(ANNOTATION_KINDS)}")
+        valid_kind = isinstance(a_kind, str) and a_kind in ANNOTATION_KINDS
+        require(valid_kind, f"kind must be one of {sorted(ANNOTATION_KINDS)}")
         fields: dict[str, Any] = {
             "kind": a_kind,
             "data": annotation_geometry(str(a_kind), payload.get("data"), limits.chat_max_chars),

@@ -150,8 +150,8 @@ async def _receive_loop(websocket: WebSocket, hub: RoomHub, conn: Connection, ap
         direct["receive_with"](handle)
     try:
         while not conn.closed and websocket.client_state == WebSocketState.CONNECTED:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
+            message = await (_receive_until_dropped(websocket, conn) if direct else websocket.receive())
+            if message is None or message["type"] == "websocket.disconnect":
                 return
             text = message.get("text")
             if text is None:
@@ -161,6 +161,21 @@ async def _receive_loop(websocket: WebSocket, hub: RoomHub, conn: Connection, ap
     finally:
         if direct is not None:
             direct["receive_with"](None)
+
+
+async def _receive_until_dropped(websocket: WebSocket, conn: Connection) -> Any:
+    """The next ASGI message, or None once the connection is dropped (a slow consumer): on the direct
+    path text frames never come here, so nothing else would end this loop while a dropped client's
+    full socket keeps its close frame from going out."""
+    receive = asyncio.ensure_future(websocket.receive())
+    dropped = asyncio.ensure_future(conn.dropped.wait())
+    try:
+        await asyncio.wait((receive, dropped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        dropped.cancel()
+        if not receive.done():
+            receive.cancel()
+    return receive.result() if receive.done() and not receive.cancelled() else None
 
 
 class FrameHandler:
@@ -209,6 +224,11 @@ class FrameHandler:
         except p.OpRejected as rejection:
             self.metrics.errors.labels(code=str(rejection.code)).inc()
             conn.push(dumps(rejection.to_frame(op_id)))
+        except Exception:
+            # A bug on input nobody expected: answer this frame, keep the socket and the room going.
+            log.exception("handling a room frame failed", extra={"room_id": self.hub.room_id})
+            self.metrics.errors.labels(code="internal").inc()
+            conn.push(_error("internal", "the frame could not be handled", op_id))
 
 
 _FRAME_TYPES = {p.OP, p.POINTER, p.CAMERA, p.PRESENCE, p.PING, p.HELLO}

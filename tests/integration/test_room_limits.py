@@ -142,6 +142,16 @@ async def test_a_client_that_stops_reading_is_dropped_and_others_keep_flowing(wo
                 line for line in metrics.splitlines() if line.startswith("trinity_ws_slow_consumers_dropped_total")
             ]
             assert dropped and float(dropped[0].split()[-1]) >= 1
+            # The dropped client leaves the room at once, though its full socket cannot take a close frame.
+            hub = live.app.state.hubs.loaded(room)
+            assert hub is not None
+            for _ in range(50):
+                if len(hub.connections) == 2:
+                    break
+                await asyncio.sleep(0.1)
+            assert sorted(c.user_id for c in hub.connections.values()) == sorted(
+                world[name].id for name in ("surgeon", "engineer")
+            )
 
 
 async def test_a_full_room_refuses_the_next_user(world_sqlite: World) -> None:
@@ -159,3 +169,35 @@ async def test_a_full_room_refuses_the_next_user(world_sqlite: World) -> None:
         # A second tab of someone already in the room is not a new participant.
         async with RoomClient(live.base_url, room, world["surgeon"].token) as second_tab:
             assert second_tab.connected
+
+
+async def test_an_op_the_core_cannot_handle_is_refused_and_the_room_goes_on(
+    world_sqlite: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in the pure core on some input (simulated) answers that op with `internal`; the room's
+    other ops, joins and clients carry on. An annotation kind of the wrong type is a plain `invalid_op`."""
+    import server.rooms.commit as commit
+
+    real_decide = commit.decide
+
+    def decide(state, actor, kind, payload, **kwargs):  # type: ignore[no-untyped-def]
+        if payload.get("text") == "boom":
+            raise TypeError("a bug")
+        return real_decide(state, actor, kind, payload, **kwargs)
+
+    monkeypatch.setattr(commit, "decide", decide)
+    room = create_room(world_sqlite, members={"engineer": "participant"})
+    async with (
+        LiveServer(world_sqlite.settings) as live,
+        RoomClient(live.base_url, room, world_sqlite["surgeon"].token) as a,
+    ):
+        with pytest.raises(RoomError) as info:
+            await a.send_op("chat.send", {"text": "boom"})
+        assert info.value.code == "internal"
+        with pytest.raises(RoomError) as info:
+            await a.send_op("annotation.create", {"id": "z", "kind": {}, "data": {}})
+        assert info.value.code == "invalid_op"
+        assert await a.send_op("chat.send", {"text": "after"}) == 1
+        async with RoomClient(live.base_url, room, world_sqlite["engineer"].token) as b:
+            assert await b.send_op("chat.send", {"text": "joined"}) == 2
+            await a.wait_seq(2)
