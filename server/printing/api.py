@@ -29,13 +29,14 @@ from server.core.auth import Principal, new_id
 from server.core.db import now_ms
 from server.core.errors import Conflict, Forbidden, Invalid, NotFound
 from server.deps import CurrentPrincipal, SessionDep
-from server.printing import quota_store, repository
-from server.printing.edge import config_of, nudge, require_operator
+from server.printing import repository
 from server.printing.fleet import material, purpose_problem
 from server.printing.models import PrinterRecord, PrintJob
 from server.printing.scheduler import queue_order
 from server.printing.schemas import MESH_FORMATS, OPERATOR_ROLES, QUEUE_ROLES, Order, PrintRequestBody, Start
 from server.printing.tasks import part_volume_mm3
+from server.printing_edges import quota_store
+from server.printing_edges.deps import config_of, nudge, require_operator
 from server.rooms import repository as rooms
 
 router = APIRouter(prefix="/api", tags=["printing"])

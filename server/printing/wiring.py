@@ -19,10 +19,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from server.printing import api, printers_api, quota_api
+from server.printing import api
 from server.printing.config import PrintingConfig
 from server.printing.printer_events import OutcomeHook
 from server.printing.supervisor import PrintSupervisor
+from server.printing_edges import printers_api, quota_api
 
 ROUTERS = [api.router, printers_api.router, quota_api.router]
 

@@ -23,10 +23,10 @@ from server.core.errors import Conflict, NotFound
 from server.deps import CurrentPrincipal, SessionDep
 from server.printing import repository
 from server.printing.drivers.base import PrinterState
-from server.printing.edge import config_of, nudge, require_operator
 from server.printing.errors import PrinterInUse
 from server.printing.models import PrinterRecord, PrintJob
 from server.printing.schemas import ENDED, PrinterBody, PrinterCreate, QueueSwitch, Switch, apply_update, new_printer
+from server.printing_edges.deps import config_of, nudge, require_operator
 
 router = APIRouter(prefix="/api", tags=["printing"])
 ON_THE_PRINTER = (PrinterState.PRINTING, PrinterState.PAUSED)

@@ -20,8 +20,8 @@ from server.core import audit
 from server.core.auth import Principal
 from server.core.errors import Forbidden, NotFound
 from server.deps import CurrentPrincipal, SessionDep, client_ip
-from server.printing import quota_store
-from server.printing.edge import config_of
+from server.printing_edges import quota_store
+from server.printing_edges.deps import config_of
 
 router = APIRouter(prefix="/api", tags=["printing"])
 
